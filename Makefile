@@ -1,0 +1,36 @@
+# dockcast — see README.md. Targets: build run test bench stack stack-down.
+SHELL := /usr/bin/env bash
+GO ?= go
+MODULES := shared publisher gateway
+BIN := $(CURDIR)/bin
+export CGO_ENABLED ?= 0
+
+.PHONY: build run test test-deps lint bench stack stack-down clean
+
+build:
+	@mkdir -p $(BIN)
+	cd publisher && $(GO) build -trimpath -o $(BIN)/publisher ./cmd/publisher
+	cd gateway && $(GO) build -trimpath -o $(BIN)/gateway ./cmd/gateway
+	cd publisher && $(GO) build -trimpath -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+# The main job on one machine: the publisher with its embedded JetStream
+# server, then the gateway; Ctrl-C stops both.
+run: build
+	@./scripts/run.sh
+
+# Every test of every module, with the race detector (which needs cgo).
+test: test-deps build lint
+	@for m in $(MODULES); do \
+		echo "== go test $$m"; \
+		(cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m ./...) || exit 1; \
+	done
+
+test-deps:
+	@./scripts/test-deps.sh
+
+lint:
+	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,11 @@
+// Package shared is the root of dockcast's shared module: the pieces that
+// the publisher, the gateway and any Go consumer of the event stream agree on.
+//
+//   - event:    the JSON payload of one Docker event on the bus (Event, FromDocker, Decode)
+//   - subject:  subject naming (For, Token, Split) under docker.events.>
+//   - filter:   Docker's --filter vocabulary (Parse, Filter.Match, Filter.Subjects)
+//   - status:   the DOCKER_STATUS key-value schema
+//   - config:   environment parsing and validation helpers, logger setup
+//   - natsutil: NATS connection, stream and bucket helpers
+//   - testkit:  helpers for tests (embedded JetStream, Docker probe image, Eventually)
+package shared

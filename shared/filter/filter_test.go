@@ -1,0 +1,219 @@
+package filter
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/events"
+
+	"github.com/dockcast/dockcast/shared/event"
+)
+
+func ev(typ, action string, id string, attrs map[string]string) *event.Event {
+	e := event.FromDocker("web-1", events.Message{Type: events.Type(typ), Action: events.Action(action),
+		Actor: events.Actor{ID: id, Attributes: attrs}, Scope: "local", TimeNano: 1})
+	return &e
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	bad := map[string][]string{
+		"no equals":   {"type"},
+		"empty key":   {"=x"},
+		"unknown key": {"colour=red"},
+		"empty value": {"type="},
+		"label key":   {"label==x"},
+		"control":     {"label=a\x00"},
+		"too long":    {"image=" + strings.Repeat("a", MaxValueLen+1)},
+		"engine only": {"daemon=x"},
+	}
+	for name, terms := range bad {
+		if _, err := Parse(terms, GatewayKeys); err == nil {
+			t.Errorf("%s: Parse(%q) accepted", name, terms)
+		}
+	}
+	many := make([]string, MaxTerms+1)
+	for i := range many {
+		many[i] = "type=x"
+	}
+	if _, err := Parse(many, GatewayKeys); err == nil {
+		t.Error("too many terms accepted")
+	}
+	if _, err := Parse([]string{"daemon=x"}, EngineKeys); err != nil {
+		t.Errorf("engine key refused: %v", err)
+	}
+	_, err := Parse([]string{"colour=red"}, GatewayKeys)
+	if err == nil || !strings.Contains(err.Error(), `unknown key "colour"`) {
+		t.Errorf("unclear error: %v", err)
+	}
+}
+
+func TestParseList(t *testing.T) {
+	t.Parallel()
+	f, err := ParseList(" type=container , label=env=prod", EngineKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Terms(); !reflect.DeepEqual(got, []string{"label=env=prod", "type=container"}) {
+		t.Fatalf("terms %q", got)
+	}
+	if f.Args().Get("label")[0] != "env=prod" {
+		t.Fatalf("args %v", f.Args())
+	}
+	if f, err := ParseList("  ", EngineKeys); err != nil || !f.Empty() {
+		t.Fatalf("blank list: %v %v", f, err)
+	}
+}
+
+func TestMatch(t *testing.T) {
+	t.Parallel()
+	start := ev("container", "start", "abc123", map[string]string{"name": "api", "image": "docker.io/library/alpine:3.20", "env": "prod", "tier": "web"})
+	health := ev("container", "health_status: unhealthy", "abc123", map[string]string{"name": "api"})
+	exec := ev("container", "exec_start: /probe fail", "abc123", map[string]string{"name": "api"})
+	netc := ev("network", "connect", "net9", map[string]string{"name": "bridge", "container": "abc123"})
+	img := ev("image", "pull", "sha256:1", map[string]string{"name": "alpine:3.20"})
+	cases := []struct {
+		terms []string
+		e     *event.Event
+		want  bool
+	}{
+		{nil, start, true},
+		{[]string{"type=container"}, start, true},
+		{[]string{"type=image"}, start, false},
+		{[]string{"type=image", "type=container"}, start, true},
+		{[]string{"event=start"}, start, true},
+		{[]string{"event=stop"}, start, false},
+		{[]string{"event=health_status"}, health, true},
+		{[]string{"event=health_status: unhealthy"}, health, true},
+		{[]string{"event=health_status: healthy"}, health, false},
+		{[]string{"event=exec_start"}, exec, true},
+		{[]string{"event=exec_start"}, start, false},
+		{[]string{"event=health_status", "event=st"}, start, true}, // Docker's prefix quirk
+		{[]string{"container=abc"}, start, true},
+		{[]string{"container=api"}, start, true},
+		{[]string{"container=ap"}, start, true},
+		{[]string{"container=xyz"}, start, false},
+		{[]string{"container=xyz", "container=api"}, start, true},
+		{[]string{"image=alpine"}, start, true},
+		{[]string{"image=alpine:3.20"}, start, false}, // Docker compares the full reference or the familiar name
+		{[]string{"image=docker.io/library/alpine:3.20"}, start, true},
+		{[]string{"image=busybox"}, start, false},
+		{[]string{"image=alpine"}, img, true},
+		{[]string{"label=env"}, start, true},
+		{[]string{"label=env=prod"}, start, true},
+		{[]string{"label=env=dev"}, start, false},
+		{[]string{"label=env=prod", "label=tier=web"}, start, true},
+		{[]string{"label=env=prod", "label=tier=db"}, start, false},
+		{[]string{"network=bridge"}, netc, true},
+		{[]string{"network=bridge"}, start, false},
+		{[]string{"volume=v1"}, start, false},
+		{[]string{"scope=local"}, start, true},
+		{[]string{"scope=swarm"}, start, false},
+		{[]string{"node=web-1"}, start, true},
+		{[]string{"node=web-2"}, start, false},
+		{[]string{"type=container", "event=start", "label=env=prod"}, start, true},
+		{[]string{"type=container", "event=die", "label=env=prod"}, start, false},
+	}
+	for _, c := range cases {
+		f, err := Parse(c.terms, GatewayKeys)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", c.terms, err)
+		}
+		if got := f.Match(c.e); got != c.want {
+			t.Errorf("%q on %s %s: got %v want %v", c.terms, c.e.Type, c.e.DockerAction(), got, c.want)
+		}
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		terms []string
+		want  []string
+	}{
+		{nil, []string{"docker.events.>"}},
+		{[]string{"label=a"}, []string{"docker.events.>"}},
+		{[]string{"type=container"}, []string{"docker.events.*.container.*"}},
+		{[]string{"type=container", "event=start", "event=die"}, []string{"docker.events.*.container.die", "docker.events.*.container.start"}},
+		{[]string{"event=health_status"}, []string{"docker.events.*.*.health_status"}},
+		{[]string{"event=health_status", "event=st"}, []string{"docker.events.>"}},
+		{[]string{"event=exec_start: ls"}, []string{"docker.events.*.*.exec_start"}},
+		{[]string{"node=a.b", "type=container"}, []string{"docker.events.a_b.container.*"}},
+	}
+	for _, c := range cases {
+		f, err := Parse(c.terms, GatewayKeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.Subjects(); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Subjects(%q) = %q, want %q", c.terms, got, c.want)
+		}
+	}
+	var terms []string
+	for i := 0; i < 20; i++ {
+		terms = append(terms, "type=t"+string(rune('a'+i)), "event=e"+string(rune('a'+i)))
+	}
+	f, _ := Parse(terms, GatewayKeys)
+	if n := len(f.Subjects()); n > MaxSubjects {
+		t.Errorf("%d subjects, more than %d", n, MaxSubjects)
+	}
+}
+
+// subjectMatches is NATS subject matching (literal subject against a filter).
+func subjectMatches(subj, filter string) bool {
+	st, ft := strings.Split(subj, "."), strings.Split(filter, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (f != "*" && f != st[i]) {
+			return false
+		}
+	}
+	return len(st) == len(ft)
+}
+
+func FuzzParseMatch(f *testing.F) {
+	f.Add("type=container,event=start", "container", "start", "abc", "api", "env=prod")
+	f.Add("event=health_status,event=st", "container", "health_status: healthy", "abc", "api", "")
+	f.Add("label=env=prod,container=ap", "container", "die", "abc", "api", "env=prod")
+	f.Add("node=web-1,type=im.age,event=exec_start: x", "im.age", "exec_start: x y", "sha", "n", "")
+	f.Add("image=alpine", "image", "pull", "sha256:1", "alpine:3", "")
+	f.Fuzz(func(t *testing.T, list, typ, action, id, name, label string) {
+		flt, err := ParseList(list, GatewayKeys)
+		if err != nil {
+			return
+		}
+		again, err := Parse(flt.Terms(), GatewayKeys)
+		if err != nil || !reflect.DeepEqual(again.Terms(), flt.Terms()) {
+			t.Fatalf("terms do not round trip: %q -> %q (%v)", flt.Terms(), again.Terms(), err)
+		}
+		attrs := map[string]string{"name": name}
+		if k, v, ok := strings.Cut(label, "="); ok {
+			attrs[k] = v
+		}
+		e := event.FromDocker("web-1", events.Message{Type: events.Type(typ), Action: events.Action(action),
+			Actor: events.Actor{ID: id, Attributes: attrs}, Scope: "local", TimeNano: 1})
+		subs := flt.Subjects()
+		if len(subs) == 0 || len(subs) > MaxSubjects {
+			t.Fatalf("%d subjects", len(subs))
+		}
+		for i := range subs {
+			for j := range subs {
+				if i != j && (subjectMatches(strings.ReplaceAll(subs[i], "*", "x"), subs[j]) && subjectMatches(strings.ReplaceAll(subs[j], "*", "x"), subs[i])) {
+					t.Fatalf("subjects overlap: %q", subs)
+				}
+			}
+		}
+		if !flt.Match(&e) {
+			return
+		}
+		for _, s := range subs {
+			if subjectMatches(e.Subject(), s) {
+				return
+			}
+		}
+		t.Fatalf("event %s matches %q but no subject of %q covers it", e.Subject(), flt.Terms(), subs)
+	})
+}

@@ -1,0 +1,130 @@
+package testkit
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StartJetStream runs an embedded JetStream server on a free loopback port,
+// storing in a temporary directory; it is shut down when the test ends.
+func StartJetStream(t testing.TB) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+	})
+	if err != nil {
+		t.Fatalf("new nats server: %v", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready in 10s")
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	return ns
+}
+
+// Connect opens a plain NATS connection and a JetStream context to url,
+// closed when the test ends.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// NATSProcess is a bin/nats-server process with a file store, which a test
+// can stop (SIGTERM or SIGKILL) and start again on the same port and store.
+type NATSProcess struct {
+	t    testing.TB
+	bin  string
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartNATSProcess starts bin/nats-server with JetStream on a free port.
+func StartNATSProcess(t testing.TB) *NATSProcess {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	p := &NATSProcess{t: t, bin: Binary(t, "nats-server"), Port: port, Dir: t.TempDir()}
+	p.Start()
+	t.Cleanup(func() { p.Stop(syscall.SIGKILL) })
+	return p
+}
+
+// URL is the client URL of the server.
+func (p *NATSProcess) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(p.Port) }
+
+// Start starts the server (again) and waits until it accepts connections
+// with JetStream ready.
+func (p *NATSProcess) Start() {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-js", "-sd", p.Dir)
+	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start nats-server: %v", err)
+	}
+	done := make(chan struct{})
+	p.done = done
+	cmd := p.cmd
+	go func() { _ = cmd.Wait(); close(done) }()
+	Eventually(p.t, 20*time.Second, func() error {
+		nc, err := nats.Connect(p.URL(), nats.Timeout(time.Second))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := ctxTimeout(time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+		return err
+	})
+}
+
+// Stop ends the server with sig and waits for it to exit.
+func (p *NATSProcess) Stop(sig syscall.Signal) {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.cmd = nil
+}
+
+// String describes the process.
+func (p *NATSProcess) String() string { return fmt.Sprintf("nats-server :%d", p.Port) }
