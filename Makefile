@@ -32,5 +32,17 @@ lint:
 	@for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# The docker-compose stack: three images built locally FROM scratch from
+# bin/ (no registry), then `docker compose up` (v2) or `docker-compose` (v1).
+# DOCKCAST_PORT (default 8080) is the page's port on 127.0.0.1.
+DOCKCAST_PROJECT ?= dockcast
+stack: build
+	@./scripts/stack-images.sh
+	@./scripts/compose.sh -p $(DOCKCAST_PROJECT) up -d
+	@echo "dockcast is up: http://127.0.0.1:$${DOCKCAST_PORT:-8080}  (make stack-down stops it)"
+
+stack-down:
+	@./scripts/compose.sh -p $(DOCKCAST_PROJECT) down
+
 clean:
 	rm -rf $(BIN)

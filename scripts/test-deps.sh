@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks (and where it can, installs) what `make test` needs: Go, a running
-# Docker engine, and a C compiler for the race detector.
+# Docker engine, a C compiler for the race detector, and Chromium for the
+# live page's browser tests.
 set -euo pipefail
 missing=0
 if ! command -v go >/dev/null; then
@@ -11,6 +12,15 @@ if ! command -v gcc >/dev/null; then
 		apt-get update -qq && apt-get install -y -qq gcc >/dev/null
 	else
 		echo "make test: gcc is missing (the race detector needs cgo): apt-get install gcc" >&2; missing=1
+	fi
+fi
+# The live page's browser tests drive Debian's headless Chromium.
+if ! command -v chromium >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "make test: installing chromium (apt-get) for the page's browser tests" >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+	else
+		echo "make test: chromium is missing (the live page's browser tests need it): sudo apt-get install chromium" >&2; missing=1
 	fi
 fi
 if ! docker info >/dev/null 2>&1; then

@@ -1,0 +1,382 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/dockcast/dockcast/gateway/app"
+	"github.com/dockcast/dockcast/gateway/server"
+	"github.com/dockcast/dockcast/gateway/ws"
+	"github.com/dockcast/dockcast/shared/natsutil"
+	"github.com/dockcast/dockcast/shared/testkit"
+)
+
+// TestSlowConsumer: a client that stops reading is disconnected (with
+// slow_consumer, or its connection is closed) while a second client on the
+// same events receives all of them; the first resumes with nothing lost.
+func TestSlowConsumer(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	stream := "SLOW"
+	newStream(t, js, stream, 0)
+	node := testkit.Unique("node")
+	g := startGateway(t, ns.ClientURL(), stream, nil, app.Options{Server: server.Options{
+		WriteWait: 2 * time.Second,
+		Client:    ws.Options{MaxQueueBytes: 512 << 10, MelodyBuffer: 8, CloseTimeout: time.Second},
+	}})
+
+	// The slow client asks the kernel for a small receive buffer.
+	dialer := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+			if err != nil {
+				return err
+			}
+			return serr
+		}}
+		return d.Dial(network, addr)
+	}, ReadBufferSize: 1024}
+	slow, _, err := dialer.Dial(g.wsURL(q("filter", "node="+node)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if f := read(t, slow, 30*time.Second); f.Type != "live" {
+		t.Fatalf("slow: first frame %+v", f)
+	}
+	good := collect(dial(t, g.wsURL(q("filter", "node="+node)), nil))
+
+	big := strings.Repeat("x", 2000)
+	var pubs []published
+	var slowDone bool
+	// Publish until the slow client is cut off (at least 200 events).
+	for i := 0; i < 20000 && (!slowDone || i < 200); i++ {
+		ev := mkEvent(node, "start", map[string]string{"pad": big})
+		pubs = append(pubs, published{publish(t, js, ev), ev})
+		if i%100 == 99 {
+			code, body := get(g.base + "/metrics")
+			slowDone = code == 200 && strings.Contains(body, "dockcast_gateway_slow_consumers_total 1")
+			if !slowDone {
+				slowDone = metricValue(t, g, "dockcast_gateway_slow_consumers_total") >= 1
+			}
+		}
+	}
+	if !slowDone {
+		t.Fatal("the slow client was never disconnected")
+	}
+	all := want(t, pubs, 1)
+	// The good client got every event.
+	testkit.Eventually(t, 60*time.Second, func() error {
+		fs, err := good.snapshot()
+		if err != nil {
+			return err
+		}
+		return checkFrames(fs, all)
+	})
+	// The slow client now reads what reached it: events in order, then
+	// slow_consumer with resume_from_seq (or the connection just ends).
+	var got []uint64
+	var resume uint64
+	for {
+		f, err := tryRead(slow, 30*time.Second)
+		if err != nil {
+			if resume > 0 && !isClose(err, 1008) {
+				t.Fatalf("after slow_consumer: %v, want close 1008", err)
+			}
+			break
+		}
+		switch f.Type {
+		case "event":
+			if resume > 0 {
+				t.Fatal("event after the error frame")
+			}
+			got = append(got, f.Seq)
+		case "error":
+			if f.Code != "slow_consumer" || f.ResumeFromSeq == 0 || f.Message == "" {
+				t.Fatalf("error frame %+v", f)
+			}
+			resume = f.ResumeFromSeq
+		}
+	}
+	if resume == 0 {
+		t.Logf("the slow client's socket was blocked: its connection was closed after %d events", len(got))
+		resume = 1
+		if len(got) > 0 {
+			resume = got[len(got)-1] + 1
+		}
+	} else if len(got) > 0 && resume != got[len(got)-1]+1 {
+		t.Fatalf("resume_from_seq %d, but last event received %d", resume, got[len(got)-1])
+	}
+	t.Logf("slow client got %d of %d events, resumes from %d", len(got), len(all), resume)
+	if len(got) >= len(all) {
+		t.Fatal("the slow client was not behind")
+	}
+	again := collect(dial(t, g.wsURL(q("filter", "node="+node, "from_seq", strconv.FormatUint(resume, 10))), nil))
+	testkit.Eventually(t, 60*time.Second, func() error {
+		fs, err := again.snapshot()
+		if err != nil {
+			return err
+		}
+		return checkFrames(fs, want(t, pubs, resume))
+	})
+}
+
+func metricValue(t testing.TB, g *gateway, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(g.base + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	for _, line := range strings.Split(sb.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return -1
+}
+
+// TestBadInput: every malformed request is refused before the upgrade with
+// the right status and a reason, while a good client keeps receiving.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	stream := "BAD"
+	newStream(t, js, stream, 0)
+	node := testkit.Unique("node")
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte("# test tokens\ngood-token-1 docker.events.>\nnarrow-token-1 docker.events."+node+".container.>\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, ns.ClientURL(), stream, map[string]string{
+		"GATEWAY_TOKENS_FILE": tokens, "GATEWAY_MAX_CLIENTS": "3", "GATEWAY_ALLOWED_ORIGINS": "https://app.example.com",
+	}, app.Options{})
+	goodConn := dial(t, g.wsURL(q("token", "good-token-1", "filter", "node="+node)), nil)
+	if f := read(t, goodConn, 30*time.Second); f.Type != "live" {
+		t.Fatalf("good client: %+v", f)
+	}
+	good := collect(goodConn)
+	var pubs []published
+	pub := func() {
+		ev := mkEvent(node, "start", nil)
+		pubs = append(pubs, published{publish(t, js, ev), ev})
+	}
+	pub()
+
+	tok := "good-token-1"
+	cases := []struct {
+		name   string
+		query  string
+		header http.Header
+		status int
+		reason string
+	}{
+		{"filter without =", q("token", tok, "filter", "bogus"), nil, 400, "filter"},
+		{"filter empty value", q("token", tok, "filter", "type="), nil, 400, "empty value"},
+		{"filter unknown key", q("token", tok, "filter", "colour=red"), nil, 400, "unknown key"},
+		{"filter label empty key", q("token", tok, "filter", "label==x"), nil, 400, "label"},
+		{"since garbage", q("token", tok, "since", "yesterday"), nil, 400, "since"},
+		{"since negative", q("token", tok, "since", "-5m"), nil, 400, "since"},
+		{"since zero duration", q("token", tok, "since", "0s"), nil, 400, "positive"},
+		{"since empty", q("token", tok, "since", ""), nil, 400, "since"},
+		{"since twice", q("token", tok, "since", "1m", "since", "2m"), nil, 400, "once"},
+		{"from_seq zero", q("token", tok, "from_seq", "0"), nil, 400, "from_seq"},
+		{"from_seq negative", q("token", tok, "from_seq", "-3"), nil, 400, "from_seq"},
+		{"from_seq text", q("token", tok, "from_seq", "ten"), nil, 400, "from_seq"},
+		{"from_seq overflow", q("token", tok, "from_seq", "99999999999999999999999"), nil, 400, "from_seq"},
+		{"since and from_seq", q("token", tok, "since", "1m", "from_seq", "3"), nil, 400, "exclude"},
+		{"unknown parameter", q("token", tok, "limit", "3"), nil, 400, "unknown parameter"},
+		{"missing token", q("filter", "type=container"), nil, 401, "missing token"},
+		{"wrong token", q("token", "nope"), nil, 401, "invalid token"},
+		{"wrong bearer", "", http.Header{"Authorization": {"Bearer nope"}}, 401, "invalid token"},
+		{"token without the right", q("token", "narrow-token-1"), nil, 403, "may not read"},
+		{"token without the right for type", q("token", "narrow-token-1", "filter", "node="+node, "filter", "type=image"), nil, 403, "may not read"},
+		{"foreign origin", q("token", tok), http.Header{"Origin": {"https://evil.example.com"}}, 403, "origin"},
+		{"bad origin", q("token", tok), http.Header{"Origin": {"null"}}, 403, "origin"},
+	}
+	for _, c := range cases {
+		code, body, err := dialStatus(g.wsURL(c.query), c.header)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if code != c.status || !strings.Contains(body, c.reason) || strings.Count(strings.TrimSpace(body), "\n") != 0 {
+			t.Errorf("%s: HTTP %d %q, want %d with a one-line reason containing %q", c.name, code, body, c.status, c.reason)
+		}
+	}
+	// Allowed: the narrow token within its right, a bearer header, the
+	// configured origin and the gateway's own host.
+	okCases := []struct {
+		name   string
+		query  string
+		header http.Header
+	}{
+		{"narrow token", q("token", "narrow-token-1", "filter", "node="+node, "filter", "type=container"), nil},
+		{"bearer", q("filter", "type=container"), http.Header{"Authorization": {"Bearer good-token-1"}}},
+		{"allowed origin", q("token", tok), http.Header{"Origin": {"https://app.example.com"}}},
+		{"same host", q("token", tok), http.Header{"Origin": {g.base}}},
+	}
+	for _, c := range okCases {
+		conn := dial(t, g.wsURL(c.query), c.header)
+		if f := read(t, conn, 30*time.Second); f.Type != "live" {
+			t.Errorf("%s: first frame %+v", c.name, f)
+		}
+		_ = conn.Close()
+	}
+	pub()
+
+	// A frame over 4 KiB closes the connection with 1009.
+	big := dial(t, g.wsURL(q("token", tok)), nil)
+	if f := read(t, big, 30*time.Second); f.Type != "live" {
+		t.Fatalf("big: %+v", f)
+	}
+	if err := big.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("a", 5000))); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := tryRead(big, 30*time.Second)
+		if err != nil {
+			if !isClose(err, websocket.CloseMessageTooBig) {
+				t.Fatalf("after a 5000-byte frame: %v, want close 1009", err)
+			}
+			break
+		}
+	}
+	// A small frame and a ping are fine.
+	small := dial(t, g.wsURL(q("token", tok)), nil)
+	if err := small.WriteMessage(websocket.TextMessage, []byte(`{"hello":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	pong := make(chan struct{}, 1)
+	small.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	if err := small.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if f := read(t, small, 30*time.Second); f.Type != "live" {
+		t.Fatalf("small: %+v", f)
+	}
+	pub()
+	if f := read(t, small, 30*time.Second); f.Type != "event" {
+		t.Fatalf("small: %+v", f)
+	}
+	select {
+	case <-pong:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no pong")
+	}
+
+	// Over GATEWAY_MAX_CLIENTS (3: good, small, this one) -> 503.
+	third := dial(t, g.wsURL(q("token", tok)), nil)
+	_ = read(t, third, 30*time.Second)
+	code, body, err := dialStatus(g.wsURL(q("token", tok)), nil)
+	if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, "GATEWAY_MAX_CLIENTS") {
+		t.Fatalf("over max clients: %d %q %v, want 503", code, body, err)
+	}
+	_ = third.Close()
+	_ = small.Close()
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if code, _, _ := dialStatus(g.wsURL(q("token", tok)), nil); code != http.StatusSwitchingProtocols {
+			return fmt.Errorf("after closing two: %d", code)
+		}
+		return nil
+	})
+	if v := metricValue(t, g, `dockcast_gateway_auth_failures_total{reason="invalid_token"}`); v != 2 {
+		t.Errorf("auth_failures_total{invalid_token} = %v, want 2", v)
+	}
+
+	// The good client received every event throughout.
+	pub()
+	testkit.Eventually(t, 30*time.Second, func() error {
+		fs, err := good.snapshot()
+		if err != nil {
+			return err
+		}
+		return checkFrames(append([]frame{{Type: "live"}}, fs...), want(t, pubs, 1))
+	})
+}
+
+// TestNATSRestart: /readyz follows NATS; a connected client keeps receiving
+// events after a NATS restart, without gap or duplicate.
+func TestNATSRestart(t *testing.T) {
+	t.Parallel()
+	p := testkit.StartNATSProcess(t)
+	_, js := testkit.Connect(t, p.URL())
+	stream := "NATSRESTART"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := natsutil.EnsureStream(ctx, js, natsutil.StreamConfig(stream, 0, -1, 1), testkit.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	node := testkit.Unique("node")
+	g := startGateway(t, p.URL(), stream, nil, app.Options{})
+	conn := dial(t, g.wsURL(q("filter", "node="+node)), nil)
+	if f := read(t, conn, 30*time.Second); f.Type != "live" {
+		t.Fatalf("first frame %+v", f)
+	}
+	col := collect(conn)
+	var pubs []published
+	pub := func(n int) {
+		for i := 0; i < n; i++ {
+			ev := mkEvent(node, "start", nil)
+			var seq uint64
+			testkit.Eventually(t, 60*time.Second, func() error {
+				s, err := tryPublish(js, ev)
+				seq = s
+				return err
+			})
+			pubs = append(pubs, published{seq, ev})
+		}
+	}
+	pub(10)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		fs, err := col.snapshot()
+		if err != nil {
+			return err
+		}
+		return checkFrames(append([]frame{{Type: "live"}}, fs...), want(t, pubs, 1))
+	})
+	p.Stop(syscall.SIGTERM)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if code, body := get(g.base + "/readyz"); code != http.StatusServiceUnavailable {
+			return fmt.Errorf("readyz %d %q with NATS down", code, body)
+		}
+		return nil
+	})
+	if code, _ := get(g.base + "/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz %d", code)
+	}
+	p.Start()
+	waitReady(t, g)
+	pub(10)
+	testkit.Eventually(t, 60*time.Second, func() error {
+		fs, err := col.snapshot()
+		if err != nil {
+			return err
+		}
+		return checkFrames(append([]frame{{Type: "live"}}, fs...), want(t, pubs, 1))
+	})
+}

@@ -1,0 +1,22 @@
+// Package e2e holds dockcast's end-to-end tests; it has no non-test code.
+//
+// The tests run the real binaries of `make build` as processes (bin/nats-server,
+// bin/publisher, bin/gateway) against the machine's Docker engine and drive
+// the gateway's live page in headless Chromium (Debian's /usr/bin/chromium,
+// or $CHROMIUM) with chromedp:
+//
+//   - TestPageFollowsAndFilters: a container run by the test appears on the
+//     page; a label filter narrows the list and is kept in the page's URL.
+//   - TestPageResumesAcrossGatewayRestart: the gateway restarted while
+//     containers run; the page resumes with from_seq and shows each event of
+//     the stream exactly once.
+//   - TestPageScreenshot: writes docs/page.png (1280x800) with real events.
+//   - TestPageBenchmark: page load to first event row, and the event rate
+//     the page keeps up with; logged and written to docs/benchmarks-page.md.
+//   - TestComposeStack: builds the stack's images (scripts/stack-images.sh),
+//     brings docker-compose.yml up under its own project name and port,
+//     restarts the publisher and then the nats container while containers
+//     run, and checks that a WebSocket client resuming with from_seq gets
+//     every event of those containers exactly once; tears it all down,
+//     volumes included.
+package e2e

@@ -1,0 +1,132 @@
+// Package query parses and validates the query string of GET /ws.
+//
+// Entry point: Parse.
+package query
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dockcast/dockcast/shared/filter"
+)
+
+// Request is a validated /ws query.
+type Request struct {
+	Filter   filter.Filter
+	Subjects []string // Filter.Subjects()
+	// Since is the start time of the replay; zero when not asked.
+	Since time.Time
+	// FromSeq is the stream sequence to start from; 0 when not asked.
+	FromSeq uint64
+	// Token is the token parameter ("" when absent).
+	Token string
+}
+
+// Replay reports whether the client asked for history.
+func (r Request) Replay() bool { return r.FromSeq > 0 || !r.Since.IsZero() }
+
+var known = map[string]bool{"filter": true, "since": true, "from_seq": true, "token": true}
+
+// Parse validates q; now resolves durations in since. Each error is one line
+// naming the parameter.
+func Parse(q url.Values, now time.Time) (Request, error) {
+	var unknown []string
+	for k := range q {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return Request{}, fmt.Errorf("unknown parameter %q (accepted: filter, since, from_seq, token)", truncate(unknown[0]))
+	}
+	for _, k := range []string{"since", "from_seq", "token"} {
+		if len(q[k]) > 1 {
+			return Request{}, fmt.Errorf("%s: given %d times, at most once", k, len(q[k]))
+		}
+	}
+	var r Request
+	f, err := filter.Parse(q["filter"], filter.GatewayKeys)
+	if err != nil {
+		return Request{}, fmt.Errorf("filter: %w", err)
+	}
+	r.Filter, r.Subjects = f, f.Subjects()
+	if vs, ok := q["since"]; ok {
+		t, err := ParseSince(vs[0], now)
+		if err != nil {
+			return Request{}, fmt.Errorf("since: %w", err)
+		}
+		r.Since = t
+	}
+	if vs, ok := q["from_seq"]; ok {
+		n, err := strconv.ParseUint(vs[0], 10, 64)
+		if err != nil || n < 1 {
+			return Request{}, fmt.Errorf("from_seq: %q is not a stream sequence (an integer >= 1)", truncate(vs[0]))
+		}
+		r.FromSeq = n
+	}
+	if r.FromSeq > 0 && !r.Since.IsZero() {
+		return Request{}, errors.New("since and from_seq exclude each other: give one")
+	}
+	if vs, ok := q["token"]; ok {
+		if vs[0] == "" {
+			return Request{}, errors.New("token: empty")
+		}
+		r.Token = vs[0]
+	}
+	return r, nil
+}
+
+// ParseSince parses an RFC 3339 time, Unix seconds (optionally with a
+// fraction, as Docker's --since), or a positive duration meaning that long
+// before now.
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	bad := fmt.Errorf("%q is not an RFC 3339 time, Unix seconds or a duration like 15m", truncate(s))
+	if s == "" {
+		return time.Time{}, errors.New("empty")
+	}
+	if s[0] >= '0' && s[0] <= '9' && strings.Trim(s, "0123456789.") == "" {
+		secs, frac, _ := strings.Cut(s, ".")
+		if strings.Contains(frac, ".") || len(frac) > 9 || len(secs) > 11 {
+			return time.Time{}, bad
+		}
+		n, err := strconv.ParseInt(secs, 10, 64)
+		if err != nil {
+			return time.Time{}, bad
+		}
+		var ns int64
+		if frac != "" {
+			ns, _ = strconv.ParseInt(frac+strings.Repeat("0", 9-len(frac)), 10, 64)
+		}
+		return time.Unix(n, ns).UTC(), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		if t.Year() < 1970 || t.Year() > 9999 {
+			return time.Time{}, fmt.Errorf("%q is out of range", truncate(s))
+		}
+		return t.UTC(), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("%q: a duration must be positive (how long ago)", truncate(s))
+		}
+		if d > time.Duration(math.MaxInt64/2) {
+			return time.Time{}, fmt.Errorf("%q is out of range", truncate(s))
+		}
+		return now.Add(-d).UTC(), nil
+	}
+	return time.Time{}, bad
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
