@@ -13,7 +13,7 @@ else
 	exit 1
 fi
 files=(-f "$root/docker-compose.yml")
-# Local settings (tokens file, exposure, official NATS image): docs/stack.md.
+# Local settings (tokens file, exposure, official NATS image): README.md ("Production configuration").
 if [ -f "$root/docker-compose.override.yml" ]; then files+=(-f "$root/docker-compose.override.yml"); fi
 # Project options (-p NAME) must come before the subcommand: pass them first.
 exec "${compose[@]}" --project-directory "$root" "${files[@]}" "$@"

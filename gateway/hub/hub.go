@@ -28,6 +28,7 @@ import (
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
+	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/status"
 	"github.com/dockcast/dockcast/shared/subject"
 )
@@ -195,7 +196,7 @@ func (h *Hub) deleteConsumer(cons jetstream.Consumer) {
 func (h *Hub) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
 	s, err := h.js.Stream(ctx, h.stream)
 	if err != nil {
-		return nil, fmt.Errorf("look up stream %s: %w", h.stream, err)
+		return nil, fmt.Errorf("look up stream %s: %w", h.stream, natsutil.Explain(err))
 	}
 	info, err := s.Info(ctx)
 	if err != nil {

@@ -83,6 +83,19 @@ func Connect(o Options) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// ErrNotConnected replaces the client's "outbound buffer limit exceeded",
+// which is what a request made while the connection is down reports
+// (publishes are never buffered during a reconnect).
+var ErrNotConnected = errors.New("nats not connected")
+
+// Explain makes a request error from a disconnected client say so.
+func Explain(err error) error {
+	if errors.Is(err, nats.ErrReconnectBufExceeded) {
+		return ErrNotConnected
+	}
+	return err
+}
+
 // StreamConfig is the configuration of the event stream: file storage,
 // subjects docker.events.>, the given limits, a two-minute duplicate window.
 func StreamConfig(name string, maxAge time.Duration, maxBytes int64, replicas int) jetstream.StreamConfig {
@@ -110,13 +123,13 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = js.CreateStream(ctx, want)
 		if err != nil {
-			return nil, fmt.Errorf("create stream %s: %w", want.Name, err)
+			return nil, fmt.Errorf("create stream %s: %w", want.Name, Explain(err))
 		}
 		log.Info("stream created", "stream", want.Name)
 		return s, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("look up stream %s: %w", want.Name, err)
+		return nil, fmt.Errorf("look up stream %s: %w", want.Name, Explain(err))
 	}
 	have := s.CachedInfo().Config
 	next := have
@@ -143,7 +156,7 @@ func EnsureStatusBucket(ctx context.Context, js jetstream.JetStream, replicas in
 		return kv, nil
 	}
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("open bucket %s: %w", status.Bucket, err)
+		return nil, fmt.Errorf("open bucket %s: %w", status.Bucket, Explain(err))
 	}
 	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      status.Bucket,

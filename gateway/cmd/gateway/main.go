@@ -1,5 +1,5 @@
 // Command gateway serves dockcast's event stream to WebSocket clients; see
-// docs/gateway.md. Configuration comes from the environment.
+// README.md, "The gateway". Configuration comes from the environment.
 package main
 
 import (

@@ -16,7 +16,7 @@ type configError struct{ error }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 1 {
-		fmt.Fprintln(stderr, "gateway takes no arguments; it is configured by environment variables (see docs/gateway.md)")
+		fmt.Fprintln(stderr, "gateway takes no arguments; it is configured by environment variables (see the README, section \"The gateway\")")
 		return configError{errors.New("arguments given")}
 	}
 	cfg, err := config.Load(getenv)

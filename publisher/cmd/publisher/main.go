@@ -1,5 +1,5 @@
 // Command publisher streams the Docker Engine's events into NATS JetStream.
-// It is configured by environment variables; see docs/publisher.md.
+// It is configured by environment variables; see README.md, "The publisher".
 package main
 
 import (
