@@ -23,6 +23,15 @@ if ! command -v chromium >/dev/null; then
 		echo "make test: chromium is missing (the live page's browser tests need it): sudo apt-get install chromium" >&2; missing=1
 	fi
 fi
+# The stack's test runs docker-compose.yml with `docker compose` (v2) or docker-compose (v1).
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "make test: installing docker-compose (apt-get) for the stack's test" >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+	else
+		echo "make test: neither 'docker compose' nor docker-compose is installed (the stack's test needs one)" >&2; missing=1
+	fi
+fi
 if ! docker info >/dev/null 2>&1; then
 	echo "make test: no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}); start dockerd" >&2; missing=1
 fi

@@ -148,7 +148,7 @@ func TestComposeStack(t *testing.T) {
 	cli := testkit.Docker(t)
 	u := testkit.Unique("t")
 	c := &compose{t: t, root: root, project: "dockcast-test-" + strings.ToLower(u)}
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	node := testkit.Unique("stack")
 	c.env = []string{"DOCKCAST_TAG=test", "DOCKCAST_PORT=" + strconv.Itoa(port), "DOCKCAST_NODE=" + node}
 

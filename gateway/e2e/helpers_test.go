@@ -1,20 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,99 +28,6 @@ const (
 // LabelKey is the label every container of these tests carries; its value
 // is unique per test.
 const LabelKey = "dockcast.e2e"
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// proc is one of our binaries run as a process; its output goes to a file
-// whose tail is logged when the test fails.
-type proc struct {
-	t    testing.TB
-	name string
-	bin  string
-	env  []string
-	log  string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startProc(t testing.TB, name string, env ...string) *proc {
-	t.Helper()
-	p := &proc{t: t, name: name, bin: testkit.Binary(t, name), env: env,
-		log: filepath.Join(t.TempDir(), name+".log")}
-	p.start()
-	t.Cleanup(func() {
-		p.stop(syscall.SIGKILL)
-		if t.Failed() {
-			t.Logf("--- tail of %s output:\n%s", name, tail(p.log, 60))
-		}
-	})
-	return p
-}
-
-func (p *proc) start() {
-	p.t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cmd := exec.Command(p.bin)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
-		p.t.Fatalf("start %s: %v", p.name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); _ = f.Close(); close(done) }()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
-}
-
-// stop signals the process and waits for it to exit (SIGKILL after 20 s).
-func (p *proc) stop(sig syscall.Signal) {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.cmd = nil
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
 
 // waitHTTP polls url until it answers 200.
 func waitHTTP(t testing.TB, url string) {
@@ -151,7 +51,7 @@ type services struct {
 	t       testing.TB
 	NATS    *testkit.NATSProcess
 	Node    string
-	Gateway *proc
+	Gateway *testkit.Process
 	GWAddr  string
 	PubAddr string
 	js      jetstream.JetStream
@@ -167,12 +67,12 @@ func startServices(t testing.TB) *services {
 func startServicesNode(t testing.TB, node string, gatewayEnv ...string) *services {
 	t.Helper()
 	s := &services{t: t, NATS: testkit.StartNATSProcess(t), Node: node}
-	s.PubAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	startProc(t, "publisher", "NATS_URL="+s.NATS.URL(), "PUBLISHER_NODE="+s.Node,
+	s.PubAddr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	testkit.StartProcess(t, "publisher", nil, "NATS_URL="+s.NATS.URL(), "PUBLISHER_NODE="+s.Node,
 		"PUBLISHER_HTTP_ADDR="+s.PubAddr, "LOG_LEVEL=debug")
 	waitHTTP(t, "http://"+s.PubAddr+"/readyz")
-	s.GWAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	s.Gateway = startProc(t, "gateway", append([]string{"NATS_URL=" + s.NATS.URL(), "GATEWAY_ADDR=" + s.GWAddr, "LOG_LEVEL=debug"}, gatewayEnv...)...)
+	s.GWAddr = "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	s.Gateway = testkit.StartProcess(t, "gateway", nil, append([]string{"NATS_URL=" + s.NATS.URL(), "GATEWAY_ADDR=" + s.GWAddr, "LOG_LEVEL=debug"}, gatewayEnv...)...)
 	waitHTTP(t, "http://"+s.GWAddr+"/readyz")
 	_, s.js = testkit.Connect(t, s.NATS.URL())
 	return s

@@ -170,7 +170,7 @@ func TestPageResumesAcrossGatewayRestart(t *testing.T) {
 	run(n1, "sleep", "120s")
 	waitRow(b, n1, "start")
 
-	s.Gateway.stop(syscall.SIGTERM)
+	s.Gateway.Stop(syscall.SIGTERM)
 	testkit.Eventually(t, eventTimeout, func() error {
 		st, err := b.stats()
 		if err != nil {
@@ -197,7 +197,7 @@ func TestPageResumesAcrossGatewayRestart(t *testing.T) {
 		}
 		return nil
 	})
-	s.Gateway.start()
+	s.Gateway.Start()
 	b.waitState("live")
 	n4 := testkit.Unique("dockcast-e2e-r4")
 	run(n4, "sleep", "100ms")

@@ -51,7 +51,7 @@ func TestQueueOverflowResumes(t *testing.T) {
 func TestEmbeddedServer(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	vars := map[string]string{"PUBLISHER_EMBEDDED_NATS": freeAddr(t), "PUBLISHER_DATA_DIR": dir}
+	vars := map[string]string{"PUBLISHER_EMBEDDED_NATS": testkit.FreeAddr(t), "PUBLISHER_DATA_DIR": dir}
 	p := startPub(t, vars, nil)
 	p.WaitReady()
 	url := "nats://" + vars["PUBLISHER_EMBEDDED_NATS"]
@@ -113,11 +113,10 @@ func TestSIGTERM(t *testing.T) {
 	ns := testkit.StartJetStream(t)
 	_, js := testkit.Connect(t, ns.ClientURL())
 	node := strings.ReplaceAll(testkit.Unique("term"), "-", "_")
-	vars := map[string]string{"NATS_URL": ns.ClientURL(), "PUBLISHER_NODE": node, "PUBLISHER_HTTP_ADDR": freeAddr(t), "LOG_LEVEL": "warn"}
+	vars := map[string]string{"NATS_URL": ns.ClientURL(), "PUBLISHER_NODE": node, "PUBLISHER_HTTP_ADDR": testkit.FreeAddr(t), "LOG_LEVEL": "warn"}
 	p := startProc(t, vars)
 	waitReady(t, "http://"+vars["PUBLISHER_HTTP_ADDR"])
-	p.kill(syscall.SIGTERM)
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := p.Stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit status %d after SIGTERM", code)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

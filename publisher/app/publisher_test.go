@@ -127,7 +127,7 @@ func TestKill9(t *testing.T) {
 	ns := testkit.StartJetStream(t)
 	_, js := testkit.Connect(t, ns.ClientURL())
 	node := strings.ReplaceAll(testkit.Unique("k9"), "-", "_")
-	vars := map[string]string{"NATS_URL": ns.ClientURL(), "PUBLISHER_NODE": node, "PUBLISHER_HTTP_ADDR": freeAddr(t), "LOG_LEVEL": "warn"}
+	vars := map[string]string{"NATS_URL": ns.ClientURL(), "PUBLISHER_NODE": node, "PUBLISHER_HTTP_ADDR": testkit.FreeAddr(t), "LOG_LEVEL": "warn"}
 	base := "http://" + vars["PUBLISHER_HTTP_ADDR"]
 	first := startProc(t, vars)
 	waitReady(t, base)
@@ -143,7 +143,7 @@ func TestKill9(t *testing.T) {
 		}
 		return nil
 	})
-	first.kill(syscall.SIGKILL)
+	first.Stop(syscall.SIGKILL)
 	for range 3 {
 		ids = append(ids, runAndRemove(t, cli, label))
 	}

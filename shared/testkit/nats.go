@@ -2,11 +2,7 @@ package testkit
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,45 +51,33 @@ func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 // NATSProcess is a bin/nats-server process with a file store, which a test
 // can stop (SIGTERM or SIGKILL) and start again on the same port and store.
 type NATSProcess struct {
-	t    testing.TB
-	bin  string
+	*Process
 	Port int
 	Dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // StartNATSProcess starts bin/nats-server with JetStream on a free port.
 func StartNATSProcess(t testing.TB) *NATSProcess {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	p := &NATSProcess{t: t, bin: Binary(t, "nats-server"), Port: port, Dir: t.TempDir()}
-	p.Start()
-	t.Cleanup(func() { p.Stop(syscall.SIGKILL) })
+	port, dir := FreePort(t), t.TempDir()
+	p := &NATSProcess{Port: port, Dir: dir}
+	p.Process = StartProcess(t, "nats-server", []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir})
+	p.waitReady()
 	return p
 }
 
 // URL is the client URL of the server.
 func (p *NATSProcess) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(p.Port) }
 
-// Start starts the server (again) and waits until it accepts connections
-// with JetStream ready.
+// Start starts the server again and waits until JetStream answers.
 func (p *NATSProcess) Start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-js", "-sd", p.Dir)
-	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start nats-server: %v", err)
-	}
-	done := make(chan struct{})
-	p.done = done
-	cmd := p.cmd
-	go func() { _ = cmd.Wait(); close(done) }()
+	p.Process.Start()
+	p.waitReady()
+}
+
+func (p *NATSProcess) waitReady() {
+	p.t.Helper()
 	Eventually(p.t, 20*time.Second, func() error {
 		nc, err := nats.Connect(p.URL(), nats.Timeout(time.Second))
 		if err != nil {
@@ -109,21 +93,6 @@ func (p *NATSProcess) Start() {
 		_, err = js.AccountInfo(ctx)
 		return err
 	})
-}
-
-// Stop ends the server with sig and waits for it to exit.
-func (p *NATSProcess) Stop(sig syscall.Signal) {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd = nil
 }
 
 // String describes the process.
