@@ -174,8 +174,8 @@ func (a *App) Run(ctx context.Context) error {
 	watcher := &docker.Watcher{
 		Client: cli, Node: cfg.Node, Filter: cfg.EngineFilter(), Queue: a.Queue, Metrics: m,
 		Log: log.With("component", "docker"),
-		Resume: func(ctx context.Context, node string) (event.Event, bool, error) {
-			return stream.LastEvent(ctx, st, node)
+		Resume: func(ctx context.Context, node string, window time.Duration) ([]event.Event, error) {
+			return stream.RecentEvents(ctx, st, node, window)
 		},
 		Status: func(s status.Status) {
 			a.dockerUp.Store(s.Docker == status.Connected)

@@ -37,8 +37,9 @@ const (
 	ReasonLostEvents = "engine_lost_events"
 )
 
-// ResumeFunc returns the newest event of node in the stream (ok false: none).
-type ResumeFunc func(ctx context.Context, node string) (e event.Event, ok bool, err error)
+// ResumeFunc returns the newest events of node in the stream: at least
+// those within window of the newest one (none: the node has no event yet).
+type ResumeFunc func(ctx context.Context, node string, window time.Duration) ([]event.Event, error)
 
 // Watcher follows one Docker engine. Set the exported fields, then call Run once.
 type Watcher struct {
@@ -207,15 +208,15 @@ func (w *Watcher) resumePoint(ctx context.Context) error {
 	wait := w.BackoffMin
 	for {
 		rctx, cancel := w.call(ctx)
-		last, ok, err := w.Resume(rctx, w.node)
+		recent, err := w.Resume(rctx, w.node, Slack)
 		cancel()
 		if errors.Is(err, stream.ErrUndecodable) {
 			w.Log.Error("cannot resume from the stream: treating as a first start", "err", err)
-			err, ok = nil, false
+			err, recent = nil, nil
 		}
 		if err == nil {
-			if ok {
-				w.mark.advance(last.TimeNano, last.ID)
+			for _, e := range recent {
+				w.mark.add(&e)
 			}
 			return nil
 		}
@@ -239,13 +240,13 @@ func (w *Watcher) follow(ctx context.Context) error {
 		return err
 	}
 	args := w.Filter.Args()
-	since := w.mark.t
+	since := w.mark.since()
 	gap := ""
 	switch {
 	case !w.mark.set:
 		gap = ReasonFirstStart
 	default:
-		covered, err := w.covered(ctx, since)
+		covered, err := w.covered(ctx, w.mark.t)
 		if err != nil {
 			return err
 		}
@@ -258,7 +259,10 @@ func (w *Watcher) follow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		since = s
+		since = s // first start: what came before the snapshot is in the state events
+		if gap == ReasonLostEvents {
+			since = w.mark.since() // the snapshot is at S, the mark at least S
+		}
 	}
 	floor := w.mark.clone()
 	lctx, cancel := context.WithCancel(ctx)
@@ -366,7 +370,7 @@ func (w *Watcher) announceGap(ctx context.Context, reason string) (int64, error)
 	if reason != ReasonFirstStart {
 		floor := w.mark.clone()
 		err := w.finite(ctx, events.ListOptions{
-			Since: event.SinceArg(w.mark.t), Until: event.SinceArg(gapEv.TimeNano), Filters: w.Filter.Args(),
+			Since: event.SinceArg(w.mark.since()), Until: event.SinceArg(gapEv.TimeNano), Filters: w.Filter.Args(),
 		}, func(m events.Message) error {
 			e := event.FromDocker(w.node, m)
 			if w.Metrics != nil {

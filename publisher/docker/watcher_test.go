@@ -12,26 +12,36 @@ import (
 
 func TestMarker(t *testing.T) {
 	t.Parallel()
+	at := func(id string, tn int64) event.Event {
+		return event.New("n", "container", "start", "", id, nil, time.Unix(0, tn))
+	}
+	base := int64(10 * time.Second)
+	a, b := at("a", base), at("b", base) // same time, other ids
+	straggler := at("s", base-int64(time.Millisecond))
+	old := at("o", base-2*int64(Slack))
 	var m marker
-	a := event.New("n", "container", "start", "", "a", nil, time.Unix(0, 100))
-	b := event.New("n", "container", "start", "", "b", nil, time.Unix(0, 100))
-	old := event.New("n", "container", "start", "", "c", nil, time.Unix(0, 99))
-	if m.seen(&a) {
-		t.Fatal("empty marker has seen an event")
+	if m.seen(&a) || m.seen(&old) {
+		t.Fatal("an empty marker has seen an event")
 	}
 	m.add(&a)
-	if !m.seen(&a) || m.seen(&b) || !m.seen(&old) {
-		t.Fatal("same-time events must be told apart by id; older ones dropped")
+	if !m.seen(&a) || m.seen(&b) || m.seen(&straggler) || !m.seen(&old) {
+		t.Fatal("known ids and events older than t-Slack are dropped; unknown ones within Slack are not")
 	}
-	m.add(&b)
-	m.add(&old) // never moves the mark back
-	if m.t != 100 || !m.seen(&b) {
-		t.Fatalf("mark %d", m.t)
+	if m.since() != base-int64(Slack) {
+		t.Fatalf("since %d", m.since())
 	}
-	later := event.New("n", "container", "die", "", "a", nil, time.Unix(0, 101))
+	m.add(&straggler) // stamped before a, delivered after it
+	if m.t != base || !m.seen(&straggler) {
+		t.Fatalf("mark moved back to %d, or the straggler is not known", m.t)
+	}
+	floor := m.clone()
+	later := at("l", base+3*int64(Slack))
 	m.add(&later)
-	if !m.seen(&a) || !m.seen(&b) || m.seen(&event.Event{TimeNano: 101, ID: "x"}) {
-		t.Fatal("advance")
+	if floor.seen(&later) || !m.seen(&later) {
+		t.Fatal("a clone must not follow its original")
+	}
+	if !m.seen(&a) || len(m.ids) != 1 {
+		t.Fatalf("ids older than t-Slack must be pruned and still count as seen: %v", m.ids)
 	}
 }
 

@@ -5,7 +5,7 @@
 //   - [Writer]: drains the queue with asynchronous, acknowledged publishes
 //     (Nats-Msg-Id = event id) in a bounded in-flight window, and keeps the
 //     stream in the queue's order across failures and reconnects.
-//   - [LastEvent]: the newest event of a node in the stream (the resume point).
+//   - [RecentEvents]: the newest events of a node in the stream (the resume point).
 //   - [StatusWriter]: keeps the node's key in the DOCKER_STATUS bucket at
 //     the latest status, retrying while NATS is away.
 package stream
