@@ -270,6 +270,7 @@ func tryRead(c *websocket.Conn, timeout time.Duration) (frame, error) {
 type collector struct {
 	mu     sync.Mutex
 	frames []frame
+	times  []time.Time // when each frame was read
 	err    error
 	done   chan struct{}
 }
@@ -287,6 +288,7 @@ func collect(c *websocket.Conn) *collector {
 				return
 			}
 			col.frames = append(col.frames, f)
+			col.times = append(col.times, time.Now())
 			col.mu.Unlock()
 		}
 	}()
@@ -297,6 +299,19 @@ func (col *collector) snapshot() ([]frame, error) {
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	return append([]frame(nil), col.frames...), col.err
+}
+
+// received returns when each event frame was read, by sequence.
+func (col *collector) received() map[uint64]time.Time {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	out := map[uint64]time.Time{}
+	for i, f := range col.frames {
+		if f.Type == "event" {
+			out[f.Seq] = col.times[i]
+		}
+	}
+	return out
 }
 
 // events returns the event frames' sequences.

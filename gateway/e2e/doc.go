@@ -10,8 +10,8 @@
 //   - TestPageResumesAcrossGatewayRestart: the gateway restarted while
 //     containers run; the page resumes with from_seq and shows each event of
 //     the stream exactly once.
-//   - TestPageScreenshot: a 1280x800 screenshot with real events (written to
-//     docs/page.png when DOCKCAST_UPDATE_DOCS is set, as `make bench` does).
+//   - TestPageScreenshot: writes docs/page.png (1280x800) with real events,
+//     the README's screenshot.
 //   - TestPageAsksForToken: with a tokens file the page asks for a token.
 //   - BenchmarkPage (make bench): page load to first event row, and the
 //     event rate the page keeps up with; written to docs/benchmarks-page.md.

@@ -325,12 +325,8 @@ func TestPageScreenshot(t *testing.T) {
 	if len(png) < 10_000 || string(png[1:4]) != "PNG" {
 		t.Fatalf("screenshot: %d bytes", len(png))
 	}
-	// The README's screenshot is refreshed by `make bench` (DOCKCAST_UPDATE_DOCS=1);
-	// a plain test run writes it to a temporary directory.
-	out := filepath.Join(t.TempDir(), "page.png")
-	if os.Getenv("DOCKCAST_UPDATE_DOCS") != "" {
-		out = filepath.Join(testkit.RepoRoot(t), "docs", "page.png")
-	}
+	// The README shows this screenshot: every run refreshes it.
+	out := filepath.Join(testkit.RepoRoot(t), "docs", "page.png")
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,8 @@
 // subject filters in a NATS sublist (gsl), so each message is matched only
 // against clients whose subjects can match it; filter.Match then decides on
 // the event, decoded once per message. The hub also watches the
-// DOCKER_STATUS bucket and sends status frames.
+// DOCKER_STATUS bucket and sends status frames, to each client only for the
+// nodes its token may read.
 //
 // Entry points: New, Hub.Run, Hub.JoinLive, Hub.JoinBuffering, Hub.Leave,
 // Hub.Ready, Hub.Reconnected.
@@ -25,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/olahol/melody"
 
+	"github.com/dockcast/dockcast/gateway/auth"
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
@@ -218,6 +220,12 @@ func (h *Hub) watchdog(ctx context.Context, reset *atomic.Bool) {
 		case <-t.C:
 		case <-h.checkNow:
 		}
+		// The last sequence delivered is read before the stream's: read
+		// after, it may already include messages stored after the info
+		// was taken, which looks like the stream going backwards.
+		h.mu.Lock()
+		last := h.lastSeq
+		h.mu.Unlock()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		info, err := h.streamInfo(cctx)
 		cancel()
@@ -230,7 +238,7 @@ func (h *Hub) watchdog(ctx context.Context, reset *atomic.Bool) {
 			continue
 		}
 		h.mu.Lock()
-		bad := !info.Created.Equal(h.created) || info.State.LastSeq < h.lastSeq
+		bad := !info.Created.Equal(h.created) || info.State.LastSeq < last
 		h.mu.Unlock()
 		if bad {
 			reset.Store(true)
@@ -324,7 +332,7 @@ func (h *Hub) LastSeq() uint64 {
 func (h *Hub) JoinLive(c *ws.Client) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !c.JoinLive(h.statusFramesLocked(), h.lastSeq) {
+	if !c.JoinLive(h.statusFramesLocked(c), h.lastSeq) {
 		return false
 	}
 	h.addLocked(c)
@@ -337,7 +345,7 @@ func (h *Hub) JoinBuffering(c *ws.Client, minSeq uint64) (liveFrom uint64, ok bo
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	liveFrom = h.lastSeq + 1
-	if !c.JoinBuffering(h.statusFramesLocked(), liveFrom, minSeq) {
+	if !c.JoinBuffering(h.statusFramesLocked(c), liveFrom, minSeq) {
 		return 0, false
 	}
 	h.addLocked(c)
@@ -384,10 +392,13 @@ func (h *Hub) removeLocked(c *ws.Client) {
 	}
 }
 
-func (h *Hub) statusFramesLocked() [][]byte {
+// statusFramesLocked returns the status frames c may see, by node.
+func (h *Hub) statusFramesLocked(c *ws.Client) [][]byte {
 	nodes := make([]string, 0, len(h.statuses))
 	for n := range h.statuses {
-		nodes = append(nodes, n)
+		if mayReadNode(c, n) {
+			nodes = append(nodes, n)
+		}
 	}
 	sort.Strings(nodes)
 	out := make([][]byte, 0, len(nodes))
@@ -455,6 +466,18 @@ func (h *Hub) statusEntry(e jetstream.KeyValueEntry) {
 	}
 	h.statuses[e.Key()] = frame
 	for c := range h.clients {
-		c.Frame(frame)
+		if mayReadNode(c, e.Key()) {
+			c.Frame(frame)
+		}
 	}
+}
+
+// mayReadNode reports whether c may see node's status: anonymous clients
+// (no patterns) see every node; a token's client only nodes whose whole
+// subject space docker.events.<node>.> one of its patterns covers.
+func mayReadNode(c *ws.Client, node string) bool {
+	if c.Patterns == nil {
+		return true
+	}
+	return auth.Allowed(c.Patterns, []string{subject.Node(node)}) == nil
 }

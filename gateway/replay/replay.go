@@ -11,6 +11,13 @@
 // concurrency; a failed consumer (a NATS blip) is retried from the next
 // unsent sequence.
 //
+// Messages removed by the stream's limits are detected from its first
+// sequence, checked after each consumer is made and whenever a fetched
+// message leaves a hole before it: before any event the client gets the
+// gap frame (with the first sequence actually replayed), after events it
+// is closed with the error replay_lost and resume_from_seq (close 1013), as
+// a gap frame may only precede events; reconnecting from there yields it.
+//
 // Entry points: New, Replayer.Run.
 package replay
 
@@ -22,6 +29,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/olahol/melody"
 
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
@@ -47,6 +55,7 @@ type Replayer struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	sem     chan struct{}
+	hook    func(stage string) // tests: called at "created" (before the first fetch) and "fetch"
 }
 
 // New makes a replayer allowing concurrency replays at once.
@@ -92,14 +101,14 @@ func (r *Replayer) Run(c *ws.Client, fromSeq uint64, since time.Time) error {
 	if !ok {
 		return ws.ErrClosed
 	}
-	st := &state{c: c, liveFrom: liveFrom, next: fromSeq, since: since}
+	st := &state{c: c, liveFrom: liveFrom, requested: fromSeq, next: fromSeq, since: since}
 	wait := r.RetryWait
 	for {
 		err := r.attempt(ctx, st)
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil || errors.Is(err, ws.ErrClosed) {
+		if ctx.Err() != nil || errors.Is(err, ws.ErrClosed) || errors.Is(err, errLost) {
 			return ws.ErrClosed
 		}
 		r.log.Warn("replay attempt failed; retrying", "next_seq", st.next, "err", err)
@@ -120,12 +129,17 @@ func (r *Replayer) Run(c *ws.Client, fromSeq uint64, since time.Time) error {
 }
 
 type state struct {
-	c        *ws.Client
-	liveFrom uint64
-	next     uint64    // next sequence to read; 0 until known for since
-	since    time.Time // start time when next is 0
-	gapSent  bool
+	c         *ws.Client
+	liveFrom  uint64
+	requested uint64    // from_seq as asked, 0 for since
+	next      uint64    // next sequence to read; 0 until known for since
+	since     time.Time // start time when next is 0
+	gapSent   bool
+	eventSent bool // an event frame was queued: no gap frame may follow
 }
+
+// errLost ends a replay whose client was closed with replay_lost.
+var errLost = errors.New("replay lost events: client closed with replay_lost")
 
 // attempt reads from st.next (or st.since) up to liveFrom-1 with one
 // consumer, which it deletes.
@@ -139,11 +153,6 @@ func (r *Replayer) attempt(ctx context.Context, st *state) error {
 	if err != nil {
 		return fmt.Errorf("look up stream %s: %w", r.stream, err)
 	}
-	info, err := stream.Info(ictx)
-	if err != nil {
-		return fmt.Errorf("stream %s info: %w", r.stream, err)
-	}
-	first := info.State.FirstSeq
 	cfg := jetstream.ConsumerConfig{
 		AckPolicy:         jetstream.AckNonePolicy,
 		MemoryStorage:     true,
@@ -156,30 +165,8 @@ func (r *Replayer) attempt(ctx context.Context, st *state) error {
 		cfg.FilterSubjects = subs
 	}
 	if st.next > 0 {
-		if st.next < first {
-			if !st.gapSent {
-				if err := st.c.Replay(0, ws.GapSeqFrame(st.next, first)); err != nil {
-					return err
-				}
-				st.gapSent = true
-			}
-			st.next = first
-			st.c.SetReplayNext(first)
-			if st.next >= st.liveFrom {
-				return nil
-			}
-		}
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, st.next
 	} else {
-		if !st.gapSent && first > 1 && info.State.FirstTime.After(st.since) {
-			if err := st.c.Replay(0, ws.GapTimeFrame(st.since, first)); err != nil {
-				return err
-			}
-			st.gapSent = true
-		}
-		if first > 0 {
-			st.c.SetReplayNext(first) // conservative until a message is read
-		}
 		since := st.since
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
@@ -194,11 +181,23 @@ func (r *Replayer) attempt(ctx context.Context, st *state) error {
 			r.log.Debug("delete replay consumer", "consumer", cons.CachedInfo().Name, "err", err)
 		}
 	}()
+	// What the stream lost before the consumer was made (the start aged
+	// out, also between a failed attempt and this one) shows in its first
+	// sequence now: the consumer cannot deliver anything older.
+	if err := r.checkLoss(ictx, stream, st, 0); err != nil {
+		return err
+	}
+	if st.next >= st.liveFrom {
+		return nil
+	}
 	if cons.CachedInfo().NumPending == 0 {
 		return nil
 	}
+	if r.hook != nil {
+		r.hook("created")
+	}
 	for {
-		done, n, err := r.fetch(cons, st)
+		done, n, err := r.fetch(ctx, stream, cons, st)
 		if err != nil || done {
 			return err
 		}
@@ -221,14 +220,70 @@ func (r *Replayer) attempt(ctx context.Context, st *state) error {
 	}
 }
 
+// checkLoss compares the stream's first sequence with the replay's
+// position. Age limits remove messages from the front only, so messages
+// the replay still needed are gone exactly when the first sequence has
+// passed st.next (for since, when the first message is younger than since).
+// Before any event the client gets a gap frame and the replay goes on from
+// the first sequence; after events (a gap frame must come before them) the
+// client is closed with replay_lost and resume_from_seq, so that it
+// reconnects and gets a proper gap frame. upto, when not 0, is the sequence
+// of the message about to be sent: the gap frame's first_seq is at most it.
+func (r *Replayer) checkLoss(ctx context.Context, stream jetstream.Stream, st *state, upto uint64) error {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s info: %w", r.stream, err)
+	}
+	first := info.State.FirstSeq
+	if upto > 0 {
+		first = min(first, upto)
+	}
+	var frame []byte
+	switch {
+	case st.next > 0 && first > st.next:
+		if !st.gapSent {
+			frame = ws.GapSeqFrame(st.requested, first)
+		}
+	case st.next == 0 && info.State.FirstSeq > 1 && info.State.FirstTime.After(st.since):
+		if !st.gapSent {
+			frame = ws.GapTimeFrame(st.since, first)
+		}
+	default:
+		if st.next == 0 && info.State.FirstSeq > 0 {
+			st.c.SetReplayNext(info.State.FirstSeq) // conservative until a message is read
+		}
+		return nil
+	}
+	if st.eventSent || frame == nil {
+		// Events (or a gap frame) were sent already: a gap frame now
+		// would come too late.
+		r.log.Warn("replay lost events after sending frames: closing the client with replay_lost",
+			"next_seq", st.next, "stream_first_seq", info.State.FirstSeq)
+		msg := fmt.Sprintf("events from seq %d were removed from the stream during the replay; reconnect with from_seq=%d to learn what is gone", st.next, st.next)
+		st.c.Close(melody.CloseTryAgainLater, "replay lost", ws.ErrorFrame(ws.CodeReplayLost, msg, max(st.next, 1)))
+		return errLost
+	}
+	if err := st.c.Replay(0, frame); err != nil {
+		return err
+	}
+	st.gapSent = true
+	st.next = first
+	st.c.SetReplayNext(first)
+	return nil
+}
+
 // fetch reads one batch; done means the replay reached liveFrom or the end.
-func (r *Replayer) fetch(cons jetstream.Consumer, st *state) (done bool, n int, err error) {
+func (r *Replayer) fetch(ctx context.Context, stream jetstream.Stream, cons jetstream.Consumer, st *state) (done bool, n int, err error) {
+	if r.hook != nil {
+		r.hook("fetch")
+	}
 	batch, err := cons.Fetch(r.Batch, jetstream.FetchMaxWait(r.FetchWait))
 	if err != nil {
 		return false, 0, fmt.Errorf("fetch: %w", err)
 	}
 	// An early return leaves the rest of the batch in its buffered channel;
 	// the request ends at FetchWait or when the consumer is deleted.
+	checked := false
 	for msg := range batch.Messages() {
 		n++
 		meta, err := msg.Metadata()
@@ -239,11 +294,24 @@ func (r *Replayer) fetch(cons jetstream.Consumer, st *state) (done bool, n int, 
 		if seq >= st.liveFrom {
 			return true, n, nil
 		}
+		// A hole before this message is either messages the filter skips
+		// or messages that aged out before the consumer reached them; the
+		// stream's first sequence tells (once per batch: it only grows).
+		if !checked && (st.next == 0 || seq > st.next) {
+			checked = true
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := r.checkLoss(cctx, stream, st, seq)
+			cancel()
+			if err != nil {
+				return false, n, err
+			}
+		}
 		if seq >= st.next || st.next == 0 {
 			if ev, derr := event.Decode(msg.Data()); derr == nil && st.c.Filter.Match(&ev) {
 				if err := st.c.Replay(seq, ws.EventFrame(seq, msg.Subject(), msg.Data())); err != nil {
 					return false, n, err
 				}
+				st.eventSent = true
 			}
 			st.next = seq + 1
 			st.c.SetReplayNext(st.next)

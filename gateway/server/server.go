@@ -1,8 +1,9 @@
 // Package server is the gateway's HTTP surface: NewServer builds one
 // handler with every route (GET / the live page, /ws, /healthz, /readyz,
 // /metrics). /ws answers bad queries (400), missing or wrong tokens and
-// anonymous clients outside loopback (401), tokens without the right and
-// foreign origins (403) and a full house (503) before any upgrade; then
+// anonymous clients outside loopback (401), tokens without the right,
+// foreign origins and anonymous browser requests through a host name that
+// DNS rebinding could forge (403) and a full house (503) before any upgrade; then
 // melody runs the WebSocket, with every write under a deadline and a 4 KiB
 // read limit (a bigger frame closes the connection with 1009).
 //
@@ -170,7 +171,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, fmt.Sprintf("origin %q is not allowed (same host only, or GATEWAY_ALLOWED_ORIGINS)", truncate(origin)), "origin")
 		return
 	}
-	if code, reason, metric := s.authorize(r, req); code != 0 {
+	if origin := r.Header.Get("Origin"); origin != "" && s.cfg.Tokens == nil && !s.originListed(origin) && !localHost(r.Host) {
+		s.fail(w, r, http.StatusForbidden, fmt.Sprintf("anonymous browser access through host name %q is refused to prevent DNS rebinding: open the page by IP address or localhost, or list the origin in GATEWAY_ALLOWED_ORIGINS, or set GATEWAY_TOKENS_FILE", truncate(r.Host)), "rebinding")
+		return
+	}
+	patterns, code, reason, metric := s.authorize(r, req)
+	if code != 0 {
 		s.fail(w, r, code, reason, metric)
 		return
 	}
@@ -196,14 +202,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Info("slow consumer disconnected", "remote", r.RemoteAddr, "resume_from_seq", resume)
 	})
+	c.Patterns = patterns
 	keys := map[string]any{keyClient: c, keyRequest: req}
 	if err := s.m.HandleRequestWithKeys(w, r, keys); err != nil {
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 	}
 }
 
-// authorize returns 0 or the refusal's status, reason and metric label.
-func (s *Server) authorize(r *http.Request, req query.Request) (int, string, string) {
+// authorize returns the token's subject patterns (nil: anonymous, may read
+// everything) and 0, or the refusal's status, reason and metric label.
+func (s *Server) authorize(r *http.Request, req query.Request) ([]string, int, string, string) {
 	token := req.Token
 	if token == "" {
 		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
@@ -212,21 +220,21 @@ func (s *Server) authorize(r *http.Request, req query.Request) (int, string, str
 	}
 	if s.cfg.Tokens != nil {
 		if token == "" {
-			return http.StatusUnauthorized, "missing token: pass ?token=… or an Authorization: Bearer header", "missing_token"
+			return nil, http.StatusUnauthorized, "missing token: pass ?token=… or an Authorization: Bearer header", "missing_token"
 		}
 		patterns, ok := s.cfg.Tokens.Lookup(token)
 		if !ok {
-			return http.StatusUnauthorized, "invalid token", "invalid_token"
+			return nil, http.StatusUnauthorized, "invalid token", "invalid_token"
 		}
 		if err := auth.Allowed(patterns, req.Subjects); err != nil {
-			return http.StatusForbidden, err.Error(), "forbidden"
+			return nil, http.StatusForbidden, err.Error(), "forbidden"
 		}
-		return 0, "", ""
+		return patterns, 0, "", ""
 	}
 	if !s.cfg.AllowAnonymous && !loopback(r.RemoteAddr) {
-		return http.StatusUnauthorized, "anonymous access is limited to loopback clients (the operator may set GATEWAY_TOKENS_FILE or GATEWAY_ALLOW_ANONYMOUS=true)", "not_loopback"
+		return nil, http.StatusUnauthorized, "anonymous access is limited to loopback clients (the operator may set GATEWAY_TOKENS_FILE or GATEWAY_ALLOW_ANONYMOUS=true)", "not_loopback"
 	}
-	return 0, "", ""
+	return nil, 0, "", ""
 }
 
 func loopback(remote string) bool {
@@ -252,12 +260,44 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	if u, err := url.Parse(norm); err == nil && strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
+	return s.originListed(origin)
+}
+
+// originListed reports whether origin is in GATEWAY_ALLOWED_ORIGINS.
+func (s *Server) originListed(origin string) bool {
+	norm, err := config.NormaliseOrigin(origin)
+	if err != nil {
+		return false
+	}
 	for _, o := range s.cfg.Origins {
 		if o == norm {
 			return true
 		}
 	}
 	return false
+}
+
+// localHost reports whether a Host header names the gateway by an IP
+// literal, localhost or a *.localhost name: names a DNS rebinding attack
+// cannot point at the gateway. Anonymous browser requests (no tokens file)
+// must use one of them unless their origin is listed explicitly, because
+// the same-host origin check alone accepts a page at http://evil.com:8080
+// whose name was re-pointed to 127.0.0.1.
+func localHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	if host == "" {
+		return false
+	}
+	if net.ParseIP(host) != nil {
+		return true
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 func client(sess *melody.Session) *ws.Client {

@@ -50,6 +50,10 @@ type Client struct {
 	// Filter is the client's filter; Subjects its subject filters.
 	Filter   filter.Filter
 	Subjects []string
+	// Patterns are the subject patterns the client's token may read, set
+	// before the client joins the hub; nil (anonymous) means everything.
+	// The hub sends status frames only for nodes they cover.
+	Patterns []string
 
 	opts   Options
 	onSlow func(resume uint64)

@@ -54,6 +54,10 @@ const (
 	CodeSlowConsumer = "slow_consumer"
 	CodeStreamReset  = "stream_reset"
 	CodeShutdown     = "shutdown"
+	// CodeReplayLost: events the replay still had to send were removed
+	// from the stream after others were sent; reconnect with
+	// resume_from_seq to get a gap frame.
+	CodeReplayLost = "replay_lost"
 )
 
 // ErrorFrame builds {"type":"error","code":…,"message":…} and, when
