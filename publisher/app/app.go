@@ -70,6 +70,9 @@ type App struct {
 
 	dockerUp, natsUp, resumed atomic.Bool
 	nodeName                  atomic.Value // string
+
+	// runWriter runs the writer (tests inject failures; default: w.Run).
+	runWriter func(ctx context.Context, w *stream.Writer) error
 }
 
 // Run runs the publisher until ctx ends, then shuts down gracefully.
@@ -156,7 +159,9 @@ func (a *App) Run(ctx context.Context) error {
 	}
 
 	statusW := &stream.StatusWriter{KV: kv, Log: log.With("component", "status")}
-	statusCtx, stopStatus := context.WithCancel(context.Background())
+	// The status and the writer outlive ctx (they drain at shutdown); the
+	// watcher stops with ctx, or earlier when the writer fails.
+	statusCtx, stopStatus := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStatus()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -166,10 +171,14 @@ func (a *App) Run(ctx context.Context) error {
 		Conn: nc, Queue: a.Queue, Metrics: m, Log: log.With("component", "writer"),
 		Window: a.Window, AckTimeout: a.AckTimeout, Published: a.Published,
 	}
-	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWriter()
+	runWriter := a.runWriter
+	if runWriter == nil {
+		runWriter = func(ctx context.Context, w *stream.Writer) error { return w.Run(ctx) }
+	}
 	writerDone := make(chan error, 1)
-	go func() { writerDone <- writer.Run(writerCtx) }()
+	go func() { writerDone <- runWriter(writerCtx, writer) }()
 
 	watcher := &docker.Watcher{
 		Client: cli, Node: cfg.Node, Filter: cfg.EngineFilter(), Queue: a.Queue, Metrics: m,
@@ -185,8 +194,10 @@ func (a *App) Run(ctx context.Context) error {
 		Ready:      func(r bool) { a.resumed.Store(r) },
 		BackoffMin: a.DockerBackoffMin, BackoffMax: a.DockerBackoffMax, PingInterval: a.PingInterval,
 	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	watchDone := make(chan error, 1)
-	go func() { watchDone <- watcher.Run(ctx) }()
+	go func() { watchDone <- watcher.Run(watchCtx) }()
 
 	// Shutdown, in reverse order: stop reading Docker, drain the queue,
 	// write the status, close NATS, stop the embedded server (deferred).
@@ -196,6 +207,11 @@ func (a *App) Run(ctx context.Context) error {
 		<-watchDone
 	case werr = <-writerDone: // only on an internal failure
 		log.Error("writer stopped", "err", werr)
+		if werr == nil { // cannot happen before the queue is closed; never report success
+			werr = errors.New("writer stopped unexpectedly")
+		}
+		werr = fmt.Errorf("writer: %w", werr)
+		stopWatch()
 	}
 	a.resumed.Store(false)
 	a.Queue.Close()

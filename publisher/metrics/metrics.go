@@ -21,6 +21,7 @@ type Metrics struct {
 	EventsPublished prometheus.Counter
 	Duplicates      prometheus.Counter
 	PublishErrors   prometheus.Counter
+	OrderViolations prometheus.Counter
 	Gaps            prometheus.Counter
 	QueueOverflows  prometheus.Counter
 	Reconnects      *prometheus.CounterVec
@@ -39,6 +40,8 @@ func New(queueDepth func() float64) *Metrics {
 	m.EventsPublished = c("events_published_total", "Events acknowledged by JetStream (not counting duplicates).")
 	m.Duplicates = c("duplicates_total", "Publishes JetStream acknowledged as duplicates (already stored).")
 	m.PublishErrors = c("publish_errors_total", "Failed or timed-out publishes (each is retried).")
+	m.OrderViolations = c("order_violations_total",
+		"Events stored after a later event of the same publish window (a retry that landed behind an event already stored).")
 	m.Gaps = c("gaps_total", "Possible gaps announced (dockcast.gap events, including the first start).")
 	m.QueueOverflows = c("queue_overflows_total", "Docker subscriptions closed because the queue was full.")
 	m.Reconnects = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -50,7 +53,7 @@ func New(queueDepth func() float64) *Metrics {
 		queueDepth = func() float64 { return 0 }
 	}
 	m.Registry.MustRegister(
-		m.EventsReceived, m.EventsPublished, m.Duplicates, m.PublishErrors, m.Gaps, m.QueueOverflows, m.Reconnects,
+		m.EventsReceived, m.EventsPublished, m.Duplicates, m.PublishErrors, m.OrderViolations, m.Gaps, m.QueueOverflows, m.Reconnects,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "queue_depth", Help: "Events waiting in the queue to be published.",
 		}, queueDepth),

@@ -6,6 +6,6 @@
 //     (Nats-Msg-Id = event id) in a bounded in-flight window, and keeps the
 //     stream in the queue's order across failures and reconnects.
 //   - [RecentEvents]: the newest events of a node in the stream (the resume point).
-//   - [StatusWriter]: keeps the node's key in the DOCKER_STATUS bucket at
-//     the latest status, retrying while NATS is away.
+//   - [StatusWriter]: writes every status change of the node to its key in
+//     the DOCKER_STATUS bucket, in order, retrying while NATS is away.
 package stream

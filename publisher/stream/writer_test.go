@@ -41,6 +41,12 @@ type harness struct {
 
 func startWriter(t testing.TB, url string, window int) *harness {
 	t.Helper()
+	return startWriterWith(t, url, window, nil)
+}
+
+// startWriterWith is startWriter with tune applied to the Writer before it runs.
+func startWriterWith(t testing.TB, url string, window int, tune func(*stream.Writer)) *harness {
+	t.Helper()
 	nc, err := natsutil.Connect(natsutil.Options{URL: url, Name: "writer-test", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +62,9 @@ func startWriter(t testing.TB, url string, window int) *harness {
 	h.m = metrics.New(nil)
 	w := &stream.Writer{Conn: nc, Queue: h.queue, Metrics: h.m, Log: testkit.Logger(t), Window: window,
 		AckTimeout: time.Second, RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	if tune != nil {
+		tune(w)
+	}
 	wctx, wcancel := context.WithCancel(context.Background())
 	h.cancel = wcancel
 	go func() { h.done <- w.Run(wctx) }()
