@@ -86,12 +86,7 @@ func TestEndToEnd(t *testing.T) {
 	id := testkit.RunProbe(t, cli, testkit.Probe{Name: name, Labels: map[string]string{label: "yes"}, Args: []string{"sleep", "100ms"}, Start: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	waitC, errC := cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
-	select {
-	case <-waitC:
-	case err := <-errC:
-		t.Fatal(err)
-	}
+	testkit.WaitExited(t, cli, id)
 	if err := cli.ContainerRemove(ctx, id, container.RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +104,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("seq %d after %d", f.Seq, last)
 		}
 		last = f.Seq
-		ev := f.decode(t)
+		ev := decodeEvent(t, f)
 		if ev.Actor.ID != id || ev.Node != node || ev.Type != "container" || ev.Actor.Attributes[label] != "yes" ||
 			ev.Actor.Attributes["name"] != name || ev.ID == "" || ev.TimeNano == 0 || ev.Time.UnixNano() != ev.TimeNano ||
 			f.Subject != ev.Subject() || ev.V != 1 {
@@ -235,12 +230,7 @@ func TestFiltersMatchDocker(t *testing.T) {
 		if err := cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		waitC, errC := cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
-		select {
-		case <-waitC:
-		case err := <-errC:
-			t.Fatal(err)
-		}
+		testkit.WaitExited(t, cli, id)
 		if err := cli.ContainerRemove(ctx, id, container.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -294,7 +284,7 @@ func TestFiltersMatchDocker(t *testing.T) {
 				return out
 			}
 			if f.Type == "event" {
-				if e := f.decode(t); ours[e.Actor.ID] {
+				if e := decodeEvent(t, f); ours[e.Actor.ID] {
 					out[key(e)] = true
 				}
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dockcast/dockcast/gateway/app"
 	"github.com/dockcast/dockcast/gateway/config"
+	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/testkit"
@@ -188,21 +189,10 @@ func mkEvent(node, action string, attrs map[string]string) event.Event {
 }
 
 // frame is any server frame.
-type frame struct {
-	Type          string          `json:"type"`
-	Seq           uint64          `json:"seq"`
-	Subject       string          `json:"subject"`
-	Event         json.RawMessage `json:"event"`
-	RequestedSeq  uint64          `json:"requested_seq"`
-	RequestedTime string          `json:"requested_time"`
-	FirstSeq      uint64          `json:"first_seq"`
-	Status        json.RawMessage `json:"status"`
-	Code          string          `json:"code"`
-	Message       string          `json:"message"`
-	ResumeFromSeq uint64          `json:"resume_from_seq"`
-}
+type frame = ws.Frame
 
-func (f frame) decode(t testing.TB) event.Event {
+// decodeEvent decodes the payload of an event frame.
+func decodeEvent(t testing.TB, f frame) event.Event {
 	t.Helper()
 	ev, err := event.Decode(f.Event)
 	if err != nil {

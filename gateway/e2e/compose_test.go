@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/testkit"
 	"github.com/docker/docker/api/types/container"
@@ -67,14 +68,7 @@ type wsClient struct {
 	gaps     []string
 }
 
-type frame struct {
-	Type    string          `json:"type"`
-	Seq     uint64          `json:"seq"`
-	Event   json.RawMessage `json:"event"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Resume  uint64          `json:"resume_from_seq"`
-}
+type frame = ws.Frame
 
 func (c *wsClient) follow(ctx context.Context, t testing.TB) {
 	for ctx.Err() == nil {
@@ -124,8 +118,8 @@ func (c *wsClient) follow(ctx context.Context, t testing.TB) {
 			case "gap":
 				c.gaps = append(c.gaps, string(data))
 			case "error":
-				if f.Code == "slow_consumer" && f.Resume > 0 {
-					c.last = f.Resume - 1
+				if f.Code == "slow_consumer" && f.ResumeFromSeq > 0 {
+					c.last = f.ResumeFromSeq - 1
 				}
 			}
 			c.mu.Unlock()
@@ -242,30 +236,17 @@ func TestComposeStack(t *testing.T) {
 	ids = append(ids, run(long, "sleep", "300s"))
 	testkit.Eventually(t, 2*time.Minute, seen(long, "start"))
 
-	// The publisher restarted while containers run, and one comes and goes
-	// while it is down.
-	c.must("stop", "--timeout", "10", "publisher")
-	p1 := testkit.Unique("dockcast-stack-p")
-	ids = append(ids, run(p1, "sleep", "100ms"))
-	exited(t, cli, ids[len(ids)-1])
-	c.must("start", "publisher")
-	testkit.Eventually(t, 2*time.Minute, seen(p1, "die"))
-
-	// Then NATS.
-	c.must("stop", "--timeout", "10", "nats")
-	n1 := testkit.Unique("dockcast-stack-n")
-	ids = append(ids, run(n1, "sleep", "100ms"))
-	exited(t, cli, ids[len(ids)-1])
-	c.must("start", "nats")
-	testkit.Eventually(t, 2*time.Minute, seen(n1, "die"))
-
-	// And the gateway: the client reconnects with from_seq=last+1.
-	c.must("stop", "--timeout", "10", "gateway")
-	g1 := testkit.Unique("dockcast-stack-g")
-	ids = append(ids, run(g1, "sleep", "100ms"))
-	exited(t, cli, ids[len(ids)-1])
-	c.must("start", "gateway")
-	testkit.Eventually(t, 2*time.Minute, seen(g1, "die"))
+	// Each service in turn (publisher, then NATS, then the gateway, from
+	// which the client reconnects with from_seq=last+1) is stopped while
+	// containers run, and one container comes and goes while it is down.
+	for _, svc := range []string{"publisher", "nats", "gateway"} {
+		c.must("stop", "--timeout", "10", svc)
+		name := testkit.Unique("dockcast-stack-" + svc)
+		ids = append(ids, run(name, "sleep", "100ms"))
+		exited(t, cli, ids[len(ids)-1])
+		c.must("start", svc)
+		testkit.Eventually(t, 2*time.Minute, seen(name, "die"))
+	}
 
 	after := testkit.Unique("dockcast-stack-after")
 	ids = append(ids, run(after, "sleep", "100ms"))

@@ -19,19 +19,13 @@ import (
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
 	"github.com/dockcast/dockcast/gateway/server"
+	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
 
-type frame struct {
-	Type          string `json:"type"`
-	Seq           uint64 `json:"seq"`
-	RequestedSeq  uint64 `json:"requested_seq"`
-	FirstSeq      uint64 `json:"first_seq"`
-	Code          string `json:"code"`
-	ResumeFromSeq uint64 `json:"resume_from_seq"`
-}
+type frame = ws.Frame
 
 // fixture is a gateway (hub, replayer, server) over a stream keeping
 // at most maxMsgs messages, holding 1..maxMsgs.

@@ -6,6 +6,23 @@ import (
 	"time"
 )
 
+// Frame is any server frame as a client decodes it; fields that a frame's
+// type does not carry stay zero. Event and Status hold the raw payloads
+// (decode an event with shared/event.Decode).
+type Frame struct {
+	Type          string          `json:"type"`
+	Seq           uint64          `json:"seq"`
+	Subject       string          `json:"subject"`
+	Event         json.RawMessage `json:"event"`
+	RequestedSeq  uint64          `json:"requested_seq"`
+	RequestedTime string          `json:"requested_time"`
+	FirstSeq      uint64          `json:"first_seq"`
+	Status        json.RawMessage `json:"status"`
+	Code          string          `json:"code"`
+	Message       string          `json:"message"`
+	ResumeFromSeq uint64          `json:"resume_from_seq"`
+}
+
 // EventFrame builds {"type":"event","seq":N,"subject":"…","event":payload}.
 // payload must be valid JSON (a decoded event); it is embedded as is.
 func EventFrame(seq uint64, subject string, payload []byte) []byte {

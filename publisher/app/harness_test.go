@@ -238,14 +238,9 @@ func runAndRemove(t *testing.T, cli *client.Client, label string) string {
 		Name: testkit.Unique("dockcast-pub"), Labels: map[string]string{labelKey: label},
 		Args: []string{"sleep", "10ms"}, Start: true,
 	})
+	testkit.WaitExited(t, cli, id)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	waitC, errC := cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
-	select {
-	case <-waitC:
-	case err := <-errC:
-		t.Fatalf("wait %s: %v", id, err)
-	}
 	if err := cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil {
 		t.Fatalf("remove %s: %v", id, err)
 	}

@@ -151,11 +151,7 @@ func TestKill9(t *testing.T) {
 	waitReady(t, base)
 	ids = append(ids, runAndRemove(t, cli, label))
 	sameAsEngine(t, engine, js, node, ids)
-	for _, m := range readNode(t, js, "DOCKER_EVENTS", node) {
-		if m.Event.Action == event.ActionGap && m.Event.Actor.Attributes["reason"] != "first_start" {
-			t.Errorf("unexpected gap after kill -9: %v", m.Event.Actor.Attributes)
-		}
-	}
+	noGapButFirstStart(t, js, node, "unexpected gap after kill -9")
 }
 
 // NATS stopped and started again while containers run.
@@ -263,11 +259,7 @@ func TestDockerCut(t *testing.T) {
 	p.WaitReady()
 	ids = append(ids, runAndRemove(t, cli, label))
 	sameAsEngine(t, engine, js, p.Node, ids)
-	for _, m := range readNode(t, js, "DOCKER_EVENTS", p.Node) {
-		if m.Event.Action == event.ActionGap && m.Event.Actor.Attributes["reason"] != "first_start" {
-			t.Errorf("gap announced although the engine covered the resume point: %v", m.Event.Actor.Attributes)
-		}
-	}
+	noGapButFirstStart(t, js, p.Node, "gap announced although the engine covered the resume point")
 }
 
 // First start: gap then state events. Then more than 256 engine events
@@ -399,5 +391,16 @@ func TestStreamLimitsUpdated(t *testing.T) {
 	}
 	if got, err := event.Decode(m.Data); err != nil || got.ID != e.ID {
 		t.Errorf("first message changed: %v %v", got, err)
+	}
+}
+
+// noGapButFirstStart fails the test if the node's stream holds a gap event
+// other than the first start's.
+func noGapButFirstStart(t *testing.T, js jetstream.JetStream, node, why string) {
+	t.Helper()
+	for _, m := range readNode(t, js, "DOCKER_EVENTS", node) {
+		if m.Event.Action == event.ActionGap && m.Event.Actor.Attributes["reason"] != "first_start" {
+			t.Errorf("%s: %v", why, m.Event.Actor.Attributes)
+		}
 	}
 }

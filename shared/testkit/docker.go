@@ -143,3 +143,17 @@ func RunProbe(t testing.TB, cli *client.Client, p Probe) string {
 	}
 	return created.ID
 }
+
+// WaitExited waits, at most a minute, until the started container id is no
+// longer running.
+func WaitExited(t testing.TB, cli *client.Client, id string) {
+	t.Helper()
+	ctx, cancel := ctxTimeout(time.Minute)
+	defer cancel()
+	waitC, errC := cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case <-waitC:
+	case err := <-errC:
+		t.Fatalf("wait for container %s to exit: %v", id, err)
+	}
+}
