@@ -6,7 +6,7 @@
 //	ev, err := event.Decode(msg.Data)
 //
 // The publisher builds events with FromDocker (engine events) and New
-// (dockcast's own synthetic events: gap and container state).
+// (dockcast's own synthetic events: gap, lost and container state).
 package event
 
 import (
@@ -31,6 +31,7 @@ const Version = 1
 const (
 	TypeDockcast = "dockcast" // type of dockcast's own events
 	ActionGap    = "gap"      // a possible gap in the node's history
+	ActionLost   = "lost"     // an event that can never be stored, in its place
 	ActionState  = "state"    // the state of one container after a gap (type container)
 )
 
