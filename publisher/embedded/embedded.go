@@ -14,7 +14,12 @@ type Options struct {
 	Host     string // listen host; empty means every interface
 	Port     int    // listen port; 0 picks a free one
 	StoreDir string // JetStream storage directory, created if missing
-	Logger   *slog.Logger
+	// Sync is JetStream's sync_interval (PUBLISHER_EMBEDDED_SYNC): 0 means
+	// "always", an fsync after every write, so that an acknowledged event
+	// survives a power failure; otherwise the interval between fsyncs
+	// (nats-server's own default is 2 minutes).
+	Sync   time.Duration
+	Logger *slog.Logger
 	// ReadyTimeout bounds the wait for the server to accept clients (default 10s).
 	ReadyTimeout time.Duration
 }
@@ -33,14 +38,20 @@ func Start(o Options) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: "dockcast-publisher",
 		Host:       o.Host,
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
-	})
+	}
+	if o.Sync <= 0 {
+		opts.SyncAlways = true
+	} else {
+		opts.SyncInterval = o.Sync
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
@@ -59,6 +70,13 @@ func Start(o Options) (*Server, error) {
 	}
 	return &Server{ns: ns}, nil
 }
+
+// SyncAlways reports whether the server fsyncs every write, and
+// SyncInterval its interval otherwise (what the running server uses).
+func (s *Server) SyncAlways() bool { return s.ns.JetStreamConfig().SyncAlways }
+
+// SyncInterval is the server's JetStream sync interval (0 with SyncAlways).
+func (s *Server) SyncInterval() time.Duration { return s.ns.JetStreamConfig().SyncInterval }
 
 // ClientURL is the URL clients use to connect.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
