@@ -71,9 +71,9 @@ func (e *Event) Subject() string {
 	return subject.For(e.Node, e.Type, e.Action)
 }
 
-// Marshal encodes the event as its JSON payload.
+// Marshal encodes the event as its JSON payload (AppendJSON).
 func (e *Event) Marshal() ([]byte, error) {
-	b, err := json.Marshal(e)
+	b, err := e.AppendJSON(make([]byte, 0, 512))
 	if err != nil {
 		return nil, fmt.Errorf("marshal event %s: %w", e.ID, err)
 	}

@@ -151,3 +151,22 @@ func FuzzFromDocker(f *testing.F) {
 		}
 	})
 }
+
+// AppendJSON writes exactly what encoding/json writes for an event.
+func FuzzAppendJSONIsEncodingJSON(f *testing.F) {
+	f.Add("id", "web-1", "container", "exec_start", "sh -c 'ls <a>&b'", "4f2c", "name", "api\u2028\x00\xff", "local", int64(1764097465217300886))
+	f.Add("", "", "", "", "", "", "", "", "", int64(0))
+	f.Add("\"\\\t\n\r\b\f", "é", "<>&", "\x7f", "\u2029", "k", "\x01\x1f", "v", "s", int64(-1))
+	f.Fuzz(func(t *testing.T, id, node, typ, action, detail, actor, key, value, scope string, tn int64) {
+		e := Event{V: Version, ID: id, Node: node, Type: typ, Action: action, ActionDetail: detail,
+			Actor: Actor{ID: actor, Attributes: map[string]string{key: value, "image": value + key, "z": detail}},
+			Scope: scope, Time: time.Unix(0, tn).UTC(), TimeNano: tn}
+		for _, ev := range []Event{e, {V: 1, Time: e.Time}} {
+			want, werr := json.Marshal(&ev)
+			got, gerr := ev.AppendJSON(nil)
+			if (werr == nil) != (gerr == nil) || string(got) != string(want) {
+				t.Fatalf("AppendJSON\n%s (%v)\nencoding/json\n%s (%v)", got, gerr, want, werr)
+			}
+		}
+	})
+}
