@@ -404,34 +404,41 @@ func (w *Writer) expectation(ctx context.Context, node string) (uint64, error) {
 // whose id it still remembered).
 func (w *Writer) send(ctx context.Context, items []queue.Item, expect uint64) (uint64, bool, error) {
 	node := items[0].Event.Node
-	msgs := make([]*nats.Msg, len(items))
 	batchID := ""
 	if len(items) > 1 {
 		batchID = nuid.Next()
 	}
+	// One message and its header values, reused: the client has copied a
+	// message into its buffer when PublishMsg returns.
+	m := &nats.Msg{Header: nats.Header{}}
+	id, seq, bid := []string{""}, []string{""}, []string{batchID}
 	for i := range items {
-		m := &nats.Msg{Subject: items[i].Subject, Data: items[i].Data, Header: nats.Header{hdrMsgID: {items[i].Event.ID}}}
+		clear(m.Header)
+		m.Subject, m.Data = items[i].Subject, items[i].Data
+		id[0] = items[i].Event.ID
+		m.Header[hdrMsgID] = id
 		if i == 0 {
 			m.Header[hdrExpectSeq] = []string{strconv.FormatUint(expect, 10)}
 			m.Header[hdrExpectSeqSubj] = []string{subject.Node(node)}
 		}
 		if batchID != "" {
-			m.Header[hdrBatchID] = []string{batchID}
-			m.Header[hdrBatchSeq] = []string{strconv.Itoa(i + 1)}
+			seq[0] = strconv.Itoa(i + 1)
+			m.Header[hdrBatchID] = bid
+			m.Header[hdrBatchSeq] = seq
 			if i == len(items)-1 {
 				m.Header[hdrBatchCommit] = []string{"1"}
 			}
 		}
-		msgs[i] = m
-	}
-	for _, m := range msgs[:len(msgs)-1] {
+		if i == len(items)-1 {
+			break // the commit (or the single message) is a request
+		}
 		if err := w.Conn.PublishMsg(m); err != nil {
 			return 0, false, fmt.Errorf("publish batch to %s: %w", m.Subject, err)
 		}
 	}
 	actx, cancel := context.WithTimeout(ctx, w.AckTimeout)
 	defer cancel()
-	resp, err := w.Conn.RequestMsgWithContext(actx, msgs[len(msgs)-1])
+	resp, err := w.Conn.RequestMsgWithContext(actx, m)
 	if err != nil {
 		return 0, false, fmt.Errorf("publish %d events to %s: %w", len(items), subject.Node(node), err)
 	}

@@ -55,6 +55,16 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
+// sizeHint is about the length of the event's JSON (exact when nothing
+// needs escaping), so that Marshal allocates once.
+func (e *Event) sizeHint() int {
+	n := 200 + len(e.ID) + len(e.Node) + len(e.Type) + len(e.Action) + len(e.ActionDetail) + len(e.Actor.ID) + len(e.Scope)
+	for k, v := range e.Actor.Attributes {
+		n += len(k) + len(v) + 6
+	}
+	return n
+}
+
 func appendField(dst []byte, key, value string) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, key...)

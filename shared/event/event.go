@@ -73,7 +73,7 @@ func (e *Event) Subject() string {
 
 // Marshal encodes the event as its JSON payload (AppendJSON).
 func (e *Event) Marshal() ([]byte, error) {
-	b, err := e.AppendJSON(make([]byte, 0, 512))
+	b, err := e.AppendJSON(make([]byte, 0, e.sizeHint()))
 	if err != nil {
 		return nil, fmt.Errorf("marshal event %s: %w", e.ID, err)
 	}
@@ -99,13 +99,18 @@ func Decode(data []byte) (Event, error) {
 // nanoseconds, its type, Docker's full action and the actor id. The same
 // Docker event always gets the same id, so JetStream drops a second publish.
 func ID(node string, timeNano int64, typ, dockerAction, actorID string) string {
-	h := sha256.New()
-	for _, part := range []string{node, strconv.FormatInt(timeNano, 10), typ, dockerAction, actorID} {
-		h.Write([]byte(strconv.Itoa(len(part))))
-		h.Write([]byte{':'})
-		h.Write([]byte(part))
+	var buf [512]byte // on the stack for all but very long actions
+	b := buf[:0]
+	var num [20]byte
+	for _, part := range [...]string{node, string(strconv.AppendInt(num[:0], timeNano, 10)), typ, dockerAction, actorID} {
+		b = strconv.AppendInt(b, int64(len(part)), 10)
+		b = append(b, ':')
+		b = append(b, part...)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // FromDocker converts an engine event into the bus payload for node.

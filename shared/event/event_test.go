@@ -60,6 +60,17 @@ func TestFromDockerHealthStatus(t *testing.T) {
 
 func TestIDStable(t *testing.T) {
 	t.Parallel()
+	// Ids already in streams must not change: these are the values of the
+	// first implementation.
+	for want, got := range map[string]string{
+		"741e99e2279b898f40155a2265f09106": ID("web-1", 1764097465217300886, "container", "health_status: unhealthy", "4f2c"),
+		"c92405c231b0b7663759a407368f9010": ID("", -1, "", "", ""),
+		"06415bbc57362f64a4932f6c006cbede": ID("n", 0, "container", strings.Repeat("x", 600), "é"),
+	} {
+		if got != want {
+			t.Errorf("id %s, want %s", got, want)
+		}
+	}
 	a := ID("n", 1, "container", "start", "x")
 	if a != ID("n", 1, "container", "start", "x") {
 		t.Fatal("id not deterministic")
