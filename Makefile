@@ -29,7 +29,7 @@ test: test-deps build lint
 # BENCH_QUICK=1 for a short run.
 Q = $(if $(BENCH_QUICK),1,)
 bench: test-deps build
-	cd publisher && $(GO) test -run '^$$' -bench 'WriterBurst|RawAsyncPublish' -benchtime $(if $(Q),10000x,100000x) -count $(if $(Q),1,3) ./stream/
+	cd publisher && $(GO) test -run '^$$' -bench 'WriterBurst|RawAsyncPublish|R3' -benchtime $(if $(Q),10000x,100000x) -count $(if $(Q),1,3) ./stream/
 	cd publisher && $(GO) test -run '^$$' -bench DockerRunToStream -benchtime $(if $(Q),5x,30x) ./app/
 	cd gateway && $(GO) test -run '^$$' -bench Fanout -benchtime $(if $(Q),50x,300x) ./app/
 	cd gateway && BENCH_CLIENTS=$(if $(Q),500,10000) $(GO) run ./cmd/loadtest

@@ -78,6 +78,7 @@ type App struct {
 	Metrics *metrics.Metrics // set by Run
 	Queue   *queue.Queue     // set by Run: the queue the Docker reader fills
 
+	maxBatch                  int // the writer's; 0: stream.DefaultMaxBatch
 	dockerUp, natsUp, resumed atomic.Bool
 	writer                    atomic.Pointer[stream.Writer]
 	nodeName                  atomic.Value // string
@@ -116,7 +117,7 @@ func (a *App) Run(ctx context.Context) error {
 			return fmt.Errorf("start embedded nats on %s: %w", cfg.EmbeddedNATS, err)
 		}
 		defer ns.Shutdown()
-		natsURL = ns.ClientURL()
+		natsURL, a.maxBatch = ns.ClientURL(), ns.MaxBatch()
 		a.Log.Info("embedded nats server running", "url", natsURL, "data_dir", cfg.DataDir, "sync", cfg.EmbeddedSync)
 	}
 
@@ -201,7 +202,7 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, js jetstream.Je
 	want := a.streamConfig()
 	writer := &stream.Writer{
 		Conn: nc, Stream: cfg.Stream, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
-		AckTimeout: a.AckTimeout, Stored: a.Stored,
+		AckTimeout: a.AckTimeout, Stored: a.Stored, MaxBatch: a.maxBatch,
 		StreamMissing: func(ctx context.Context) error {
 			_, err := natsutil.EnsureSharedStream(ctx, js, want, cfg.Explicit(), log)
 			return err

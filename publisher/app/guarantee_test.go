@@ -89,7 +89,7 @@ func countNode(ctx context.Context, js jetstream.JetStream, node string) (uint64
 }
 
 // stallMeter polls the node's message count and keeps the longest time it
-// did not grow while the engine was still emitting.
+// did not grow, up to a growth that came while the engine was emitting.
 type stallMeter struct {
 	mu      sync.Mutex
 	longest time.Duration
@@ -106,21 +106,18 @@ func (s *stallMeter) run(ctx context.Context, js jetstream.JetStream, node strin
 			return
 		case <-tick.C:
 		}
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
 		n, err := countNode(qctx, js, node)
 		cancel()
-		if err != nil {
+		if err != nil || n == last { // a read fails while there is no leader
 			continue
 		}
-		if n != last {
-			last, since = n, time.Now()
-			continue
-		}
-		if emitting() {
+		if last > 0 && emitting() {
 			s.mu.Lock()
 			s.longest = max(s.longest, time.Since(since))
 			s.mu.Unlock()
 		}
+		last, since = n, time.Now()
 	}
 }
 

@@ -52,6 +52,9 @@ func TestSyncOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer always.Shutdown()
+	if always.MaxBatch() != embedded.DefaultMaxBatch {
+		t.Fatalf("max batch %d", always.MaxBatch())
+	}
 	if !always.SyncAlways() {
 		t.Fatalf("default: sync always %v, interval %v; want always", always.SyncAlways(), always.SyncInterval())
 	}

@@ -24,7 +24,7 @@ import (
 // Defaults of the Writer's fields.
 const (
 	// DefaultMaxBatch is nats-server's default limit on the messages of
-	// one atomic batch (max_batch_size).
+	// one atomic batch (jetstream { limits { batch { max_msgs } } }).
 	DefaultMaxBatch      = 1000
 	DefaultMaxBatchBytes = 4 << 20
 	DefaultAckTimeout    = 2 * time.Second
@@ -185,7 +185,7 @@ func (w *Writer) setFailing(err error) {
 func (w *Writer) store(ctx context.Context, items []queue.Item) error {
 	w.replaceOversized(items)
 	if w.single && len(items) > 1 {
-		return w.storeEach(ctx, items)
+		return w.storeChunks(ctx, items, 1)
 	}
 	incomplete := 0
 	for {
@@ -215,8 +215,10 @@ func (w *Writer) store(ctx context.Context, items []queue.Item) error {
 		case lost != "":
 			w.lose(&items[0], lost)
 			continue
+		case len(items) > w.MaxBatch: // the server refused the batch's size
+			return w.storeChunks(ctx, items, w.MaxBatch)
 		case split || w.single && len(items) > 1:
-			return w.storeEach(ctx, items)
+			return w.storeChunks(ctx, items, 1)
 		}
 		if err := w.retry.Wait(ctx); err != nil {
 			return err
@@ -253,10 +255,10 @@ func (w *Writer) triage(items []queue.Item, err error, incomplete *int) (split b
 		}
 		w.single = true
 		return len(items) > 1, ""
-	case errCodeTooLarge:
-		w.MaxBatch = max(1, len(items)/2)
+	case errCodeTooLarge: // store then sends it in smaller batches
+		w.MaxBatch = max(1, min(w.MaxBatch, len(items))/2)
 		w.Log.Warn("the server refused a batch as too large: smaller batches from now on", "max_batch", w.MaxBatch)
-		return true, ""
+		return false, ""
 	case errCodeDupInBatch, errCodeUnsupHdr:
 		return true, ""
 	case errCodeIncomplete: // a message of it went missing: once is the network, twice is the message
@@ -296,12 +298,14 @@ func (w *Writer) lose(it *queue.Item, reason string) {
 	*it = lost
 }
 
-// storeEach stores items one at a time, each as a batch of its own.
-func (w *Writer) storeEach(ctx context.Context, items []queue.Item) error {
-	for i := range items {
-		if err := w.store(ctx, items[i:i+1]); err != nil {
+// storeChunks stores items as batches of at most n, in order.
+func (w *Writer) storeChunks(ctx context.Context, items []queue.Item, n int) error {
+	for len(items) > 0 {
+		k := min(n, len(items))
+		if err := w.store(ctx, items[:k]); err != nil {
 			return err
 		}
+		items = items[k:]
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -305,4 +306,29 @@ func TestWriterCreatesAMissingStreamAgain(t *testing.T) {
 	h.push(t, after...)
 	h.drain(t)
 	checkStream(t, h.js, after)
+}
+
+// A server that refuses the writer's batch size (an operator lowered
+// max_msgs) gets smaller batches, still in order.
+func TestWriterAdaptsToTheServersBatchLimit(t *testing.T) {
+	t.Parallel()
+	o := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true}
+	o.JetStreamLimits.MaxBatchSize = 10
+	ns, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	h := startWriter(t, ns.ClientURL(), nil, func(w *stream.Writer) { w.MaxBatch = 64 })
+	evs := synthetic("limit", 0, 500)
+	h.push(t, evs...)
+	h.drain(t)
+	checkStream(t, h.js, evs)
+	if h.w.MaxBatch > 10 {
+		t.Errorf("MaxBatch still %d", h.w.MaxBatch)
+	}
 }
