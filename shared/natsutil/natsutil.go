@@ -205,15 +205,21 @@ func EnsureSharedStream(ctx context.Context, js jetstream.JetStream, want jetstr
 	limit("max_bytes", explicit.MaxBytes, have.MaxBytes, want.MaxBytes, lowerLimit(have.MaxBytes, want.MaxBytes), func() { next.MaxBytes = want.MaxBytes })
 	limit("replicas", explicit.Replicas, have.Replicas, want.Replicas, want.Replicas < have.Replicas, func() { next.Replicas = want.Replicas })
 	limit("duplicate_window", explicit.Duplicates, have.Duplicates, want.Duplicates, want.Duplicates < have.Duplicates, func() { next.Duplicates = want.Duplicates })
+	asked := !reflect.DeepEqual(have, next) // an explicit limit changes
 	next.AllowDirect = true
 	next.AllowAtomicPublish = true
 	if reflect.DeepEqual(have, next) {
 		return s, nil
 	}
-	s, err = js.UpdateStream(ctx, next)
+	updated, err := js.UpdateStream(ctx, next)
+	if err != nil && !asked { // only the features: the publisher can do without them, slower
+		log.Warn("cannot turn on direct gets and atomic batches on the stream: going on without them", "stream", want.Name, "err", err)
+		return s, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("update stream %s: %w", want.Name, err)
 	}
+	s = updated
 	log.Info("stream updated", "stream", want.Name, "max_age", next.MaxAge, "max_bytes", next.MaxBytes, "replicas", next.Replicas,
 		"duplicate_window", next.Duplicates, "atomic_batches", next.AllowAtomicPublish)
 	return s, nil
