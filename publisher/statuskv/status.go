@@ -3,6 +3,7 @@ package statuskv
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -77,12 +78,14 @@ type queued struct {
 	s  status.Status
 }
 
-// NewHolder names this process: host, pid and a random part.
+// NewHolder names this process: its host (hashed: the value reaches
+// every gateway client), its pid and a random part.
 func NewHolder() string {
 	host, _ := os.Hostname()
+	sum := sha256.Sum256([]byte(host))
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b))
+	return fmt.Sprintf("%s:%d:%s", hex.EncodeToString(sum[:6]), os.Getpid(), hex.EncodeToString(b))
 }
 
 func (k *Key) init() {

@@ -29,8 +29,8 @@ type Status struct {
 	// at least every RefreshEvery, so a value older than StaleAfter means
 	// the node's state is unknown.
 	Updated time.Time `json:"updated"`
-	// Holder names the publisher process holding the node's lease
-	// (host:pid:random); the key is the lease.
+	// Holder names the publisher process holding the node's lease (a hash
+	// of its host name, its pid, a random part); the key is the lease.
 	Holder string `json:"holder,omitempty"`
 }
 
