@@ -268,6 +268,13 @@ func waitCaughtUp(t *testing.T, js jetstream.JetStream, timeout time.Duration, n
 	for _, n := range nodes {
 		want += len(n.published())
 	}
+	return waitCentralHolds(t, js, want, timeout)
+}
+
+// waitCentralHolds waits until the central stream holds want messages and
+// returns how long that took.
+func waitCentralHolds(t testing.TB, js jetstream.JetStream, want int, timeout time.Duration) time.Duration {
+	t.Helper()
 	start := time.Now()
 	testkit.Eventually(t, timeout, func() error {
 		got, err := centralCount(js)
@@ -444,5 +451,101 @@ func TestEdgeNodesSurviveCutsCentralOutageAndRestarts(t *testing.T) {
 	checkPhase(t, "after a node restarted during a cut", hubJS, f, every, nodes...)
 	for _, n := range nodes {
 		n.pause()
+	}
+}
+
+// startCentre starts the 3-node hub cluster with the R3 central stream and
+// returns its leaf URLs and a JetStream context on it.
+func startCentre(t *testing.T) ([]string, jetstream.JetStream) {
+	t.Helper()
+	c := testkit.StartNATSCluster(t, testkit.ClusterOptions{Name: "hubc", Domain: "hub", LeafNodes: true})
+	var hub []string
+	for _, s := range c.Servers {
+		hub = append(hub, s.LeafURL())
+	}
+	_, hubJS := testkit.Connect(t, c.URLs())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := natsutil.EnsureCentralStream(ctx, hubJS, natsutil.CentralStreamConfig(central, time.Hour, 5*time.Second, 3), testkit.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	return hub, hubJS
+}
+
+// publishCount lets node n publish until it has published want events.
+func (n *edgeNode) publishCount(want int) {
+	n.t.Helper()
+	n.publish(time.Millisecond)
+	testkit.Eventually(n.t, time.Minute, func() error {
+		if got := len(n.published()); got < want {
+			return fmt.Errorf("%s published %d of %d", n.name, got, want)
+		}
+		return nil
+	})
+	n.pause()
+}
+
+// Several publishers attaching their sources at the same moment, each
+// through its own leaf link: every one ends up sourced, nothing twice.
+func TestEdgeNodesAttachingAtOnceAllGetSourced(t *testing.T) {
+	hub, hubJS := startCentre(t)
+	var nodes []*edgeNode
+	for i := range 6 {
+		n := newEdgeNode(t, fmt.Sprintf("n%d", i), hub)
+		waitLeaf(t, n.srv)
+		n.publishCount(50 * (i + 1))
+		nodes = append(nodes, n)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, n := range nodes {
+		wg.Go(func() {
+			<-start
+			n.attach()
+		})
+	}
+	close(start)
+	wg.Wait()
+	waitCaughtUp(t, hubJS, 2*time.Minute, nodes...)
+	checkExactlyOnce(t, "after 6 attached at once", readCentral(t, hubJS), nodes...)
+	lags, err := natsutil.Sources{JS: hubJS, Stream: central}.Lags(context.Background())
+	if err != nil || len(lags) != len(nodes) {
+		t.Fatalf("sources %+v, %v", lags, err)
+	}
+}
+
+// A local stream that disappears while its node runs is made again under a
+// new name and the central source moved to it: what the node stores from
+// then on, before and after the move, reaches the centre exactly once.
+func TestEdgeLocalStreamLostIsRemadeUnderANewNameAndSourceMoved(t *testing.T) {
+	hub, hubJS := startCentre(t)
+	n := newEdgeNode(t, "n1", hub)
+	waitLeaf(t, n.srv)
+	n.attach()
+	first := n.stream
+	n.publishCount(100)
+	waitCaughtUp(t, hubJS, time.Minute, n)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.js.DeleteStream(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	s, made, err := embedded.EnsureLocalStream(ctx, n.js, embedded.LocalStream{
+		Central: central, Node: n.name, MaxAge: time.Hour, Duplicates: time.Minute,
+		Taken: embedded.CentralTaken(n.sources(), n.name, 2*time.Second), Log: testkit.Logger(t),
+	})
+	if err != nil || !made || s.CachedInfo().Config.Name == first {
+		t.Fatalf("remade %v made=%v: %v", name(s), made, err)
+	}
+	n.stream = s.CachedInfo().Config.Name
+	n.publishCount(150) // stored before the source moves
+	n.attach()
+	n.publishCount(200) // and after
+	waitCaughtUp(t, hubJS, time.Minute, n)
+	checkExactlyOnce(t, "after the local stream was remade", readCentral(t, hubJS), n)
+	of, err := n.sources().OfNode(ctx, n.name)
+	if err != nil || len(of) != 1 || of[0].Name != n.stream {
+		t.Fatalf("n1's sources %+v (%v), want only %s", of, err, n.stream)
 	}
 }

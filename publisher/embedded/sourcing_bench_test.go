@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -271,20 +272,7 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 		settle()
 		published += n
 	}
-	waitCentral := func(timeout time.Duration) time.Duration {
-		start := time.Now()
-		testkit.Eventually(b, timeout, func() error {
-			n, err := centralCount(hjs)
-			if err != nil {
-				return err
-			}
-			if n < uint64(published) {
-				return fmt.Errorf("central holds %d of %d", n, published)
-			}
-			return nil
-		})
-		return time.Since(start)
-	}
+	waitCentral := func(timeout time.Duration) time.Duration { return waitCentralHolds(b, hjs, published, timeout) }
 	var loadCPU float64
 	var loadRSS int64
 	var wg sync.WaitGroup
@@ -300,12 +288,36 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	before := published
 	publish(ph.backlogPerSource*len(locals), 0)
 	backlog := published - before
+	held, err := centralCount(hjs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	restored := time.Now()
 	for _, p := range proxies {
 		p.Restore()
 	}
-	catchUp := waitCentral(20 * time.Minute) // from the restore: reconnects included
+	var moving time.Time // when the first message of the backlog arrived
+	testkit.Eventually(b, 20*time.Minute, func() error {
+		n, err := centralCount(hjs)
+		if err != nil {
+			return err
+		}
+		if n > held && moving.IsZero() {
+			moving = time.Now()
+		}
+		if n < uint64(published) {
+			return fmt.Errorf("central holds %d of %d", n, published)
+		}
+		return nil
+	})
+	catchUp := time.Since(restored) // reconnects included
+	flowing := time.Since(moving)   // copying only
 
 	info, err := cs.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	infoJSON, err := json.Marshal(info) // what every stream info and every source update carries
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -331,13 +343,15 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	b.ReportMetric(perSource(idleCPU, baseCPU)*1000, "idle-cpu-ms/s/source")
 	b.ReportMetric(perSource(float64(idleRSS), float64(baseRSS))/1024, "idle-rss-KiB/source")
 	b.ReportMetric((loadCPU-idleCPU)*1000/float64(ph.rate)*1000, "load-cpu-ms/kevents")
-	b.ReportMetric(float64(backlog)/catchUp.Seconds(), "catchup-events/s")
+	b.ReportMetric(float64(backlog)/flowing.Seconds(), "catchup-events/s")
+	b.ReportMetric(moving.Sub(restored).Seconds(), "catchup-start-s")
 	b.ReportMetric(perMillion(int64(info.State.Bytes)), "stream-MiB/Mevents")
 	b.ReportMetric(perMillion(disk/3), "disk-MiB/Mevents/server")
-	b.Logf("sources=%d leafs=%d | baseline: cluster CPU %.1f%% RSS %.0f MiB | idle with sources: CPU %.1f%% RSS %.0f MiB | established in %v | load %d ev/s: CPU %.1f%% RSS %.0f MiB, central %v behind at the end | backlog %d events (%d/source): caught up in %v = %.0f ev/s | central stream %d msgs %.1f MiB (%.0f B/msg), disk %.1f MiB/server | Sources.Add of one more: %v",
+	b.ReportMetric(float64(len(infoJSON))/float64(len(locals)), "info-bytes/source")
+	b.Logf("sources=%d leafs=%d | baseline: cluster CPU %.1f%% RSS %.0f MiB | idle with sources: CPU %.1f%% RSS %.0f MiB | established in %v | load %d ev/s: CPU %.1f%% RSS %.0f MiB, central %v behind at the end | backlog %d events (%d/source): caught up %v after the restore, first copied after %v, then %.0f ev/s | central stream %d msgs %.1f MiB (%.0f B/msg), disk %.1f MiB/server | stream info %d KiB | Sources.Add of one more: %v",
 		len(locals), leafs, baseCPU*100, float64(baseRSS)/(1<<20), idleCPU*100, float64(idleRSS)/(1<<20), established.Round(time.Millisecond),
 		ph.rate, loadCPU*100, float64(loadRSS)/(1<<20), loadLag.Round(time.Millisecond),
-		backlog, ph.backlogPerSource, catchUp.Round(time.Millisecond), float64(backlog)/catchUp.Seconds(),
+		backlog, ph.backlogPerSource, catchUp.Round(time.Millisecond), moving.Sub(restored).Round(time.Millisecond), float64(backlog)/flowing.Seconds(),
 		info.State.Msgs, float64(info.State.Bytes)/(1<<20), float64(info.State.Bytes)/float64(info.State.Msgs), float64(disk)/3/(1<<20),
-		addTook.Round(time.Millisecond))
+		len(infoJSON)>>10, addTook.Round(time.Millisecond))
 }
