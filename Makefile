@@ -25,7 +25,7 @@ test: test-deps build lint
 		(cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m ./...) || exit 1; \
 	done
 
-# Benchmarks (figures: docs/benchmarks.md and docs/benchmarks-page.md).
+# Benchmarks (figures: docs/benchmarks.md, docs/benchmarks-page.md, docs/scaling.md).
 # BENCH_QUICK=1 for a short run.
 Q = $(if $(BENCH_QUICK),1,)
 bench: test-deps build
@@ -34,6 +34,7 @@ bench: test-deps build
 	cd gateway && $(GO) test -run '^$$' -bench Fanout -benchtime $(if $(Q),50x,300x) ./app/
 	cd gateway && BENCH_CLIENTS=$(if $(Q),500,10000) $(GO) run ./cmd/loadtest
 	cd gateway && $(GO) test -run '^$$' -bench Page -benchtime 1x -timeout 15m ./e2e/
+	cd publisher && BENCH_QUICK=$(Q) $(GO) test -run '^$$' -bench Sourcing -benchtime 1x -timeout 60m ./embedded/
 
 test-deps:
 	@./scripts/test-deps.sh

@@ -26,7 +26,7 @@ func startEdge(t *testing.T, node string, hub ...string) *embedded.Server {
 	return s
 }
 
-func waitLeaf(t *testing.T, s *embedded.Server) {
+func waitLeaf(t testing.TB, s *embedded.Server) {
 	t.Helper()
 	testkit.Eventually(t, 15*time.Second, func() error {
 		if !s.LeafConnected() {

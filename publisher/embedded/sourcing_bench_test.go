@@ -144,6 +144,16 @@ const sampleEvent = `{"v":1,"id":"%s","node":"%s","type":"container","action":"s
 func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
+	// call bounds one API request: one can go unanswered (see
+	// natsutil.DefaultAPITimeout), and the benchmark should fail, not hang.
+	call := func(f func(context.Context) error) {
+		b.Helper()
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := f(c); err != nil {
+			b.Fatal(err)
+		}
+	}
 	c := testkit.StartNATSCluster(b, testkit.ClusterOptions{Name: "hubc", Domain: "hub", LeafNodes: true})
 	var proxies []*testkit.TCPProxy
 	var hub []string
@@ -195,6 +205,35 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	}
 	baseCPU, baseRSS := clusterUsage(b, c, ph.idle)
 
+	// The same load published straight into the central stream (a
+	// direct-mode publisher), for comparison with sourcing.
+	var directCPU float64
+	direct := ph.rate * int(ph.load/time.Second)
+	var wg sync.WaitGroup
+	wg.Go(func() { directCPU, _ = clusterUsage(b, c, ph.load) })
+	pace := time.NewTicker(time.Second / time.Duration(ph.rate))
+	var futures []jetstream.PubAckFuture
+	for i := range direct {
+		<-pace.C
+		m := nats.NewMsg("docker.events.direct.container.start")
+		m.Data = fmt.Appendf(nil, sampleEvent, fmt.Sprint("direct-", i), "direct")
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprint("direct-", i))
+		f, err := hjs.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	pace.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+
 	// All sources in one update (adding them one by one through
 	// Sources.Add is measured separately below).
 	began := time.Now()
@@ -203,9 +242,7 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 		src := natsutil.EdgeSource(l.node, l.name)
 		cfg.Sources = append(cfg.Sources, &src)
 	}
-	if _, err := hjs.UpdateStream(ctx, cfg); err != nil {
-		b.Fatal(err)
-	}
+	call(func(c context.Context) error { _, err := hjs.UpdateStream(c, cfg); return err })
 	src := natsutil.Sources{JS: hjs, Stream: central}
 	waitSources := func(what string, timeout time.Duration, ok func(natsutil.SourceLag) bool) {
 		testkit.Eventually(b, timeout, func() error {
@@ -272,10 +309,9 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 		settle()
 		published += n
 	}
-	waitCentral := func(timeout time.Duration) time.Duration { return waitCentralHolds(b, hjs, published, timeout) }
+	waitCentral := func(timeout time.Duration) time.Duration { return waitCentralHolds(b, hjs, direct+published, timeout) }
 	var loadCPU float64
 	var loadRSS int64
-	var wg sync.WaitGroup
 	wg.Go(func() { loadCPU, loadRSS = clusterUsage(b, c, ph.load) })
 	publish(ph.rate*int(ph.load/time.Second), ph.rate)
 	wg.Wait()
@@ -305,18 +341,16 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 		if n > held && moving.IsZero() {
 			moving = time.Now()
 		}
-		if n < uint64(published) {
-			return fmt.Errorf("central holds %d of %d", n, published)
+		if n < uint64(direct+published) {
+			return fmt.Errorf("central holds %d of %d", n, direct+published)
 		}
 		return nil
 	})
 	catchUp := time.Since(restored) // reconnects included
 	flowing := time.Since(moving)   // copying only
 
-	info, err := cs.Info(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
+	var info *jetstream.StreamInfo
+	call(func(c context.Context) (err error) { info, err = cs.Info(c); return err })
 	infoJSON, err := json.Marshal(info) // what every stream info and every source update carries
 	if err != nil {
 		b.Fatal(err)
@@ -333,8 +367,19 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 		b.Fatal(err)
 	}
 	b.Cleanup(extra.Shutdown)
+	waitLeaf(b, extra)
+	infoStart := time.Now()
+	call(func(c context.Context) (err error) { cs, err = hjs.Stream(c, central); return err })
+	infoTook := time.Since(infoStart)
+	cfg = cs.CachedInfo().Config
+	one := natsutil.EdgeSource("extra", central+"_extra1")
+	cfg.Sources = append(cfg.Sources, &one)
+	configJSON, _ := json.Marshal(cfg) // the update request
+	updateStart := time.Now()
+	call(func(c context.Context) error { _, err := hjs.UpdateStream(c, cfg); return err })
+	updateTook := time.Since(updateStart)
 	addStart := time.Now()
-	if err := (natsutil.Sources{JS: hjs, Stream: central, Settle: time.Millisecond}).Add(ctx, natsutil.EdgeSource("extra", central+"_extra")); err != nil {
+	if err := (natsutil.Sources{JS: hjs, Stream: central, Settle: time.Millisecond}).Add(ctx, natsutil.EdgeSource("extra", central+"_extra2")); err != nil {
 		b.Fatal(err)
 	}
 	addTook := time.Since(addStart)
@@ -343,15 +388,17 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	b.ReportMetric(perSource(idleCPU, baseCPU)*1000, "idle-cpu-ms/s/source")
 	b.ReportMetric(perSource(float64(idleRSS), float64(baseRSS))/1024, "idle-rss-KiB/source")
 	b.ReportMetric((loadCPU-idleCPU)*1000/float64(ph.rate)*1000, "load-cpu-ms/kevents")
+	b.ReportMetric((directCPU-baseCPU)*1000/float64(ph.rate)*1000, "direct-cpu-ms/kevents")
+	b.ReportMetric(float64(len(configJSON))/float64(len(cfg.Sources)), "config-bytes/source")
 	b.ReportMetric(float64(backlog)/flowing.Seconds(), "catchup-events/s")
 	b.ReportMetric(moving.Sub(restored).Seconds(), "catchup-start-s")
 	b.ReportMetric(perMillion(int64(info.State.Bytes)), "stream-MiB/Mevents")
 	b.ReportMetric(perMillion(disk/3), "disk-MiB/Mevents/server")
 	b.ReportMetric(float64(len(infoJSON))/float64(len(locals)), "info-bytes/source")
-	b.Logf("sources=%d leafs=%d | baseline: cluster CPU %.1f%% RSS %.0f MiB | idle with sources: CPU %.1f%% RSS %.0f MiB | established in %v | load %d ev/s: CPU %.1f%% RSS %.0f MiB, central %v behind at the end | backlog %d events (%d/source): caught up %v after the restore, first copied after %v, then %.0f ev/s | central stream %d msgs %.1f MiB (%.0f B/msg), disk %.1f MiB/server | stream info %d KiB | Sources.Add of one more: %v",
+	b.Logf("sources=%d leafs=%d | baseline: cluster CPU %.1f%% RSS %.0f MiB | idle with sources: CPU %.1f%% RSS %.0f MiB | established in %v | load %d ev/s: direct into the central stream CPU %.1f%%; sourced: CPU %.1f%% RSS %.0f MiB, central %v behind at the end | backlog %d events (%d/source): caught up %v after the restore, first copied after %v, then %.0f ev/s | central stream %d msgs %.1f MiB (%.0f B/msg), disk %.1f MiB/server | stream info %d KiB (read in %v), config %d KiB (one UpdateStream adding a source: %v) | Sources.Add of one more: %v",
 		len(locals), leafs, baseCPU*100, float64(baseRSS)/(1<<20), idleCPU*100, float64(idleRSS)/(1<<20), established.Round(time.Millisecond),
-		ph.rate, loadCPU*100, float64(loadRSS)/(1<<20), loadLag.Round(time.Millisecond),
+		ph.rate, directCPU*100, loadCPU*100, float64(loadRSS)/(1<<20), loadLag.Round(time.Millisecond),
 		backlog, ph.backlogPerSource, catchUp.Round(time.Millisecond), moving.Sub(restored).Round(time.Millisecond), float64(backlog)/flowing.Seconds(),
 		info.State.Msgs, float64(info.State.Bytes)/(1<<20), float64(info.State.Bytes)/float64(info.State.Msgs), float64(disk)/3/(1<<20),
-		len(infoJSON)>>10, addTook.Round(time.Millisecond))
+		len(infoJSON)>>10, infoTook.Round(time.Millisecond), len(configJSON)>>10, updateTook.Round(time.Millisecond), addTook.Round(time.Millisecond))
 }

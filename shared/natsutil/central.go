@@ -93,28 +93,56 @@ func CentralStreamConfig(name string, maxAge, duplicates time.Duration, replicas
 	return cfg
 }
 
+// DefaultAPITimeout bounds each JetStream API request made here. A request
+// can go unanswered (seen here right after a cluster elected its meta
+// leader: no reply, no error), and waiting for the caller's whole deadline
+// would stall it; a request that timed out is simply made again.
+const DefaultAPITimeout = 10 * time.Second
+
+// request runs one JetStream API call bounded by timeout (default
+// DefaultAPITimeout) within ctx.
+func request[T any](ctx context.Context, timeout time.Duration, call func(context.Context) (T, error)) (T, error) {
+	if timeout <= 0 {
+		timeout = DefaultAPITimeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return call(rctx)
+}
+
 // EnsureCentralStream creates the central stream with cfg when it is
 // missing and otherwise leaves it exactly as it is: its limits belong to
 // the operator (or to EnsureStream, for a publisher told to change them).
 // When several publishers create it at once, the losers open the winner's.
+// Requests that fail for a passing reason (no answer, no responders during
+// an election) are retried until ctx ends.
 func EnsureCentralStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
-	s, err := js.Stream(ctx, cfg.Name)
-	if err == nil {
-		return s, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("look up central stream %s: %w", cfg.Name, Explain(err))
+	bo := backoff.New(50*time.Millisecond, 2*time.Second)
+	for {
+		s, err := request(ctx, 0, func(c context.Context) (jetstream.Stream, error) { return js.Stream(c, cfg.Name) })
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			s, err = request(ctx, 0, func(c context.Context) (jetstream.Stream, error) { return js.CreateStream(c, cfg) })
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				continue // another publisher made it first: open that one
+			}
+			if err == nil {
+				log.Info("central stream created", "stream", cfg.Name, "replicas", cfg.Replicas, "max_age", cfg.MaxAge, "duplicate_window", cfg.Duplicates)
+			}
+		}
+		if err == nil {
+			return s, nil
+		}
+		if permanent(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("ensure central stream %s: %w", cfg.Name, Explain(err))
+		}
+		log.Debug("ensure central stream", "stream", cfg.Name, "err", Explain(err))
+		if werr := bo.Wait(ctx); werr != nil {
+			return nil, fmt.Errorf("ensure central stream %s: %w", cfg.Name, Explain(err))
+		}
 	}
-	s, err = js.CreateStream(ctx, cfg)
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		s, err = js.Stream(ctx, cfg.Name)
-	} else if err == nil && log != nil {
-		log.Info("central stream created", "stream", cfg.Name, "replicas", cfg.Replicas, "max_age", cfg.MaxAge, "duplicate_window", cfg.Duplicates)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create central stream %s: %w", cfg.Name, Explain(err))
-	}
-	return s, nil
 }
 
 // DefaultSettle is Sources.Settle's default.
@@ -141,7 +169,9 @@ type Sources struct {
 	// Settle is how long a change must stay in place before it counts
 	// (default DefaultSettle).
 	Settle time.Duration
-	Log    *slog.Logger
+	// Timeout bounds each API request (default DefaultAPITimeout).
+	Timeout time.Duration
+	Log     *slog.Logger
 }
 
 // sourceKey identifies a source as nats-server does (its name, the API it
@@ -203,7 +233,7 @@ func (s Sources) converge(ctx context.Context, add jetstream.StreamSource, drop 
 	}
 	wrote, settled := false, false
 	for attempt := 1; ; attempt++ {
-		st, err := s.JS.Stream(ctx, s.Stream)
+		st, err := s.info(ctx)
 		if err != nil {
 			if err := again("read central stream", err); err != nil {
 				return err
@@ -256,7 +286,7 @@ func (s Sources) converge(ctx context.Context, add jetstream.StreamSource, drop 
 			src := keep[k]
 			next.Sources = append(next.Sources, &src)
 		}
-		if _, err := s.JS.UpdateStream(ctx, next); err != nil {
+		if _, err := request(ctx, s.Timeout, func(c context.Context) (jetstream.Stream, error) { return s.JS.UpdateStream(c, next) }); err != nil {
 			if err := again("update central stream sources", err); err != nil {
 				return err
 			}
@@ -294,10 +324,15 @@ func apiOf(s jetstream.StreamSource) string {
 	return s.External.APIPrefix
 }
 
+// info reads the central stream's configuration and state.
+func (s Sources) info(ctx context.Context) (jetstream.Stream, error) {
+	return request(ctx, s.Timeout, func(c context.Context) (jetstream.Stream, error) { return s.JS.Stream(c, s.Stream) })
+}
+
 // OfNode returns the central stream's sources that read from node's
 // JetStream domain (normally one: the node's current local stream).
 func (s Sources) OfNode(ctx context.Context, node string) ([]jetstream.StreamSource, error) {
-	st, err := s.JS.Stream(ctx, s.Stream)
+	st, err := s.info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read central stream %s: %w", s.Stream, Explain(err))
 	}
@@ -330,7 +365,7 @@ type SourceLag struct {
 // Lags reads every source's lag from the central stream's info, sorted by
 // node and stream.
 func (s Sources) Lags(ctx context.Context) ([]SourceLag, error) {
-	st, err := s.JS.Stream(ctx, s.Stream)
+	st, err := s.info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read central stream %s: %w", s.Stream, Explain(err))
 	}
