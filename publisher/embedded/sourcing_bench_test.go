@@ -65,9 +65,9 @@ func BenchmarkSourcing(b *testing.B) {
 		}
 		leafs = n
 	}
-	ph := sourcingPhases{idle: 20 * time.Second, load: 20 * time.Second, rate: 1000, backlogPerSource: 200}
+	ph := sourcingPhases{idle: 20 * time.Second, load: 20 * time.Second, rate: 1000, backlogPerSource: 200, backlogMin: 50000}
 	if quick {
-		ph = sourcingPhases{idle: 5 * time.Second, load: 5 * time.Second, rate: 500, backlogPerSource: 50}
+		ph = sourcingPhases{idle: 5 * time.Second, load: 5 * time.Second, rate: 500, backlogPerSource: 50, backlogMin: 10000}
 	}
 	for _, s := range sizes {
 		b.Run(fmt.Sprintf("sources=%d", s), func(b *testing.B) {
@@ -82,6 +82,7 @@ type sourcingPhases struct {
 	idle, load       time.Duration
 	rate             int // events/s into the local streams during the load phase
 	backlogPerSource int // events stored per local stream while the links are cut
+	backlogMin       int // and at least this many in all
 }
 
 // procStat is a process's CPU time (user+system) and resident memory.
@@ -205,35 +206,6 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	}
 	baseCPU, baseRSS := clusterUsage(b, c, ph.idle)
 
-	// The same load published straight into the central stream (a
-	// direct-mode publisher), for comparison with sourcing.
-	var directCPU float64
-	direct := ph.rate * int(ph.load/time.Second)
-	var wg sync.WaitGroup
-	wg.Go(func() { directCPU, _ = clusterUsage(b, c, ph.load) })
-	pace := time.NewTicker(time.Second / time.Duration(ph.rate))
-	var futures []jetstream.PubAckFuture
-	for i := range direct {
-		<-pace.C
-		m := nats.NewMsg("docker.events.direct.container.start")
-		m.Data = fmt.Appendf(nil, sampleEvent, fmt.Sprint("direct-", i), "direct")
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprint("direct-", i))
-		f, err := hjs.PublishMsgAsync(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		futures = append(futures, f)
-	}
-	pace.Stop()
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		}
-	}
-	wg.Wait()
-
 	// All sources in one update (adding them one by one through
 	// Sources.Add is measured separately below).
 	began := time.Now()
@@ -267,7 +239,8 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	idleCPU, idleRSS := clusterUsage(b, c, ph.idle)
 
 	// Steady load: rate events/s round-robin over the local streams.
-	var published int
+	var published, direct int // events published into the local streams, and straight into the central stream
+	var wg sync.WaitGroup
 	publish := func(n int, perSecond int) {
 		var tick <-chan time.Time
 		if perSecond > 0 {
@@ -317,12 +290,41 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	wg.Wait()
 	loadLag := waitCentral(2 * time.Minute)
 
+	// The same load published straight into the central stream (a
+	// direct-mode publisher), for comparison with sourcing.
+	var directCPU float64
+	wg.Go(func() { directCPU, _ = clusterUsage(b, c, ph.load) })
+	pace := time.NewTicker(time.Second / time.Duration(ph.rate))
+	var futures []jetstream.PubAckFuture
+	for i := range ph.rate * int(ph.load/time.Second) {
+		<-pace.C
+		m := nats.NewMsg("docker.events.direct.container.start")
+		m.Data = fmt.Appendf(nil, sampleEvent, fmt.Sprint("direct-", i), "direct")
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprint("direct-", i))
+		f, err := hjs.PublishMsgAsync(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		futures = append(futures, f)
+	}
+	pace.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+	direct += len(futures)
+
 	// Catch-up: every link cut, a backlog stored locally, links restored.
 	for _, p := range proxies {
 		p.Cut()
 	}
 	before := published
-	publish(ph.backlogPerSource*len(locals), 0)
+	perSource := max(ph.backlogPerSource, ph.backlogMin/len(locals))
+	publish(perSource*len(locals), 0)
 	backlog := published - before
 	held, err := centralCount(hjs)
 	if err != nil {
@@ -375,30 +377,51 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 	one := natsutil.EdgeSource("extra", central+"_extra1")
 	cfg.Sources = append(cfg.Sources, &one)
 	configJSON, _ := json.Marshal(cfg) // the update request
+	// The update adding it, and a publish straight into the central stream
+	// made while it runs (adding a source makes the server scan the whole
+	// stream first: nats-server issue #6992).
 	updateStart := time.Now()
-	call(func(c context.Context) error { _, err := hjs.UpdateStream(c, cfg); return err })
+	var stall time.Duration
+	wg.Go(func() {
+		time.Sleep(100 * time.Millisecond) // let the update start
+		c, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		t0 := time.Now()
+		if _, err := hjs.Publish(c, "docker.events.direct.container.stop", []byte("{}")); err != nil {
+			b.Error(err)
+		}
+		stall = time.Since(t0)
+	})
+	upd, updCancel := context.WithTimeout(ctx, 5*time.Minute)
+	if _, err := hjs.UpdateStream(upd, cfg); err != nil {
+		b.Fatal(err)
+	}
+	updCancel()
 	updateTook := time.Since(updateStart)
+	wg.Wait()
 	addStart := time.Now()
 	if err := (natsutil.Sources{JS: hjs, Stream: central, Settle: time.Millisecond}).Add(ctx, natsutil.EdgeSource("extra", central+"_extra2")); err != nil {
 		b.Fatal(err)
 	}
 	addTook := time.Since(addStart)
 
-	perSource := func(v, base float64) float64 { return (v - base) / float64(len(locals)) }
-	b.ReportMetric(perSource(idleCPU, baseCPU)*1000, "idle-cpu-ms/s/source")
-	b.ReportMetric(perSource(float64(idleRSS), float64(baseRSS))/1024, "idle-rss-KiB/source")
+	each := func(v, base float64) float64 { return (v - base) / float64(len(locals)) }
+	b.ReportMetric(each(idleCPU, baseCPU)*1000, "idle-cpu-ms/s/source")
+	b.ReportMetric(each(float64(idleRSS), float64(baseRSS))/1024, "idle-rss-KiB/source")
 	b.ReportMetric((loadCPU-idleCPU)*1000/float64(ph.rate)*1000, "load-cpu-ms/kevents")
-	b.ReportMetric((directCPU-baseCPU)*1000/float64(ph.rate)*1000, "direct-cpu-ms/kevents")
+	b.ReportMetric((directCPU-idleCPU)*1000/float64(ph.rate)*1000, "direct-cpu-ms/kevents")
 	b.ReportMetric(float64(len(configJSON))/float64(len(cfg.Sources)), "config-bytes/source")
 	b.ReportMetric(float64(backlog)/flowing.Seconds(), "catchup-events/s")
 	b.ReportMetric(moving.Sub(restored).Seconds(), "catchup-start-s")
 	b.ReportMetric(perMillion(int64(info.State.Bytes)), "stream-MiB/Mevents")
 	b.ReportMetric(perMillion(disk/3), "disk-MiB/Mevents/server")
 	b.ReportMetric(float64(len(infoJSON))/float64(len(locals)), "info-bytes/source")
-	b.Logf("sources=%d leafs=%d | baseline: cluster CPU %.1f%% RSS %.0f MiB | idle with sources: CPU %.1f%% RSS %.0f MiB | established in %v | load %d ev/s: direct into the central stream CPU %.1f%%; sourced: CPU %.1f%% RSS %.0f MiB, central %v behind at the end | backlog %d events (%d/source): caught up %v after the restore, first copied after %v, then %.0f ev/s | central stream %d msgs %.1f MiB (%.0f B/msg), disk %.1f MiB/server | stream info %d KiB (read in %v), config %d KiB (one UpdateStream adding a source: %v) | Sources.Add of one more: %v",
+	b.ReportMetric(updateTook.Seconds(), "add-source-s")
+	b.ReportMetric(stall.Seconds(), "add-source-publish-stall-s")
+	b.Logf("sources=%d leafs=%d | baseline: cluster CPU %.1f%% RSS %.0f MiB | idle with sources: CPU %.1f%% RSS %.0f MiB | established in %v | load %d ev/s: direct into the central stream CPU %.1f%%; sourced: CPU %.1f%% RSS %.0f MiB, central %v behind at the end | backlog %d events (%d/source): caught up %v after the restore, first copied after %v, then %.0f ev/s | central stream %d msgs %.1f MiB (%.0f B/msg), disk %.1f MiB/server | stream info %d KiB (read in %v), config %d KiB (one UpdateStream adding a source: %v, a publish into the central stream meanwhile: %v) | Sources.Add of one more: %v",
 		len(locals), leafs, baseCPU*100, float64(baseRSS)/(1<<20), idleCPU*100, float64(idleRSS)/(1<<20), established.Round(time.Millisecond),
 		ph.rate, directCPU*100, loadCPU*100, float64(loadRSS)/(1<<20), loadLag.Round(time.Millisecond),
-		backlog, ph.backlogPerSource, catchUp.Round(time.Millisecond), moving.Sub(restored).Round(time.Millisecond), float64(backlog)/flowing.Seconds(),
+		backlog, perSource, catchUp.Round(time.Millisecond), moving.Sub(restored).Round(time.Millisecond), float64(backlog)/flowing.Seconds(),
 		info.State.Msgs, float64(info.State.Bytes)/(1<<20), float64(info.State.Bytes)/float64(info.State.Msgs), float64(disk)/3/(1<<20),
-		len(infoJSON)>>10, infoTook.Round(time.Millisecond), len(configJSON)>>10, updateTook.Round(time.Millisecond), addTook.Round(time.Millisecond))
+		len(infoJSON)>>10, infoTook.Round(time.Millisecond), len(configJSON)>>10, updateTook.Round(time.Millisecond), stall.Round(time.Millisecond), addTook.Round(time.Millisecond))
 }

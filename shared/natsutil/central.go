@@ -1,6 +1,7 @@
 package natsutil
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,6 +100,13 @@ func CentralStreamConfig(name string, maxAge, duplicates time.Duration, replicas
 // would stall it; a request that timed out is simply made again.
 const DefaultAPITimeout = 10 * time.Second
 
+// DefaultUpdateTimeout bounds a stream update that adds a source. The
+// server scans the whole stream for messages of a source it has not seen
+// before, holding the stream meanwhile (nats-server issue #6992; measured
+// here: about 13 s for 240,000 messages on 1,000 subjects, see
+// docs/scaling.md). Giving up sooner would only send the update again.
+const DefaultUpdateTimeout = 5 * time.Minute
+
 // request runs one JetStream API call bounded by timeout (default
 // DefaultAPITimeout) within ctx.
 func request[T any](ctx context.Context, timeout time.Duration, call func(context.Context) (T, error)) (T, error) {
@@ -169,9 +177,11 @@ type Sources struct {
 	// Settle is how long a change must stay in place before it counts
 	// (default DefaultSettle).
 	Settle time.Duration
-	// Timeout bounds each API request (default DefaultAPITimeout).
+	// Timeout bounds each read (default DefaultAPITimeout).
 	Timeout time.Duration
-	Log     *slog.Logger
+	// UpdateTimeout bounds each update (default DefaultUpdateTimeout).
+	UpdateTimeout time.Duration
+	Log           *slog.Logger
 }
 
 // sourceKey identifies a source as nats-server does (its name, the API it
@@ -286,7 +296,7 @@ func (s Sources) converge(ctx context.Context, add jetstream.StreamSource, drop 
 			src := keep[k]
 			next.Sources = append(next.Sources, &src)
 		}
-		if _, err := request(ctx, s.Timeout, func(c context.Context) (jetstream.Stream, error) { return s.JS.UpdateStream(c, next) }); err != nil {
+		if _, err := request(ctx, cmp.Or(s.UpdateTimeout, DefaultUpdateTimeout), func(c context.Context) (jetstream.Stream, error) { return s.JS.UpdateStream(c, next) }); err != nil {
 			if err := again("update central stream sources", err); err != nil {
 				return err
 			}
