@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/dockcast/dockcast/gateway/app"
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/server"
 	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/natsutil"
@@ -43,12 +44,11 @@ func TestSlowConsumer(t *testing.T) {
 	newStream(t, js, stream, 0)
 	node := testkit.Unique("node")
 	g := startGateway(t, ns.ClientURL(), stream, nil, app.Options{Server: server.Options{
-		WriteWait: time.Minute,
-		PongWait:  2 * time.Minute,
+		WS: ws.Options{WriteWait: time.Minute, PongWait: 2 * time.Minute, Buffer: 8},
 		// Well above a burst of the live feed (it pulls 512 messages at a
 		// time, ~1.2 MB of these events), so that only a stalled client
 		// overflows.
-		Client: ws.Options{MaxQueueBytes: 4 << 20, MelodyBuffer: 8, CloseTimeout: time.Minute},
+		Client: client.Options{MaxQueueBytes: 4 << 20, CloseTimeout: time.Minute},
 	}})
 
 	// The slow client asks the kernel for a small receive buffer, so that
@@ -210,13 +210,13 @@ func TestBadInput(t *testing.T) {
 	newStream(t, js, stream, 0)
 	node := testkit.Unique("node")
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("# test tokens\ngood-token-1 docker.events.>\nnarrow-token-1 docker.events."+node+".container.>\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("# test tokens\ngood-token-0123456789 docker.events.>\nnarrow-token-0123456789 docker.events."+node+".container.>\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := startGateway(t, ns.ClientURL(), stream, map[string]string{
 		"GATEWAY_TOKENS_FILE": tokens, "GATEWAY_MAX_CLIENTS": "3", "GATEWAY_ALLOWED_ORIGINS": "https://app.example.com",
 	}, app.Options{})
-	goodConn := dial(t, g.wsURL(q("token", "good-token-1", "filter", "node="+node)), nil)
+	goodConn := dial(t, g.wsURL(q("token", "good-token-0123456789", "filter", "node="+node)), nil)
 	if f := read(t, goodConn, 30*time.Second); f.Type != "live" {
 		t.Fatalf("good client: %+v", f)
 	}
@@ -228,7 +228,7 @@ func TestBadInput(t *testing.T) {
 	}
 	pub()
 
-	tok := "good-token-1"
+	tok := "good-token-0123456789"
 	cases := []struct {
 		name   string
 		query  string
@@ -254,8 +254,8 @@ func TestBadInput(t *testing.T) {
 		{"missing token", q("filter", "type=container"), nil, 401, "missing token"},
 		{"wrong token", q("token", "nope"), nil, 401, "invalid token"},
 		{"wrong bearer", "", http.Header{"Authorization": {"Bearer nope"}}, 401, "invalid token"},
-		{"token without the right", q("token", "narrow-token-1"), nil, 403, "may not read"},
-		{"token without the right for type", q("token", "narrow-token-1", "filter", "node="+node, "filter", "type=image"), nil, 403, "may not read"},
+		{"token without the right", q("token", "narrow-token-0123456789", "filter", "node=other-node"), nil, 403, "may not read"},
+		{"token without the right for type", q("token", "narrow-token-0123456789", "filter", "node="+node, "filter", "type=image"), nil, 403, "may not read"},
 		{"foreign origin", q("token", tok), http.Header{"Origin": {"https://evil.example.com"}}, 403, "origin"},
 		{"bad origin", q("token", tok), http.Header{"Origin": {"null"}}, 403, "origin"},
 	}
@@ -276,8 +276,9 @@ func TestBadInput(t *testing.T) {
 		query  string
 		header http.Header
 	}{
-		{"narrow token", q("token", "narrow-token-1", "filter", "node="+node, "filter", "type=container"), nil},
-		{"bearer", q("filter", "type=container"), http.Header{"Authorization": {"Bearer good-token-1"}}},
+		{"narrow token", q("token", "narrow-token-0123456789", "filter", "node="+node, "filter", "type=container"), nil},
+		{"narrow token, no filter (narrowed)", q("token", "narrow-token-0123456789"), nil},
+		{"bearer", q("filter", "type=container"), http.Header{"Authorization": {"Bearer good-token-0123456789"}}},
 		{"allowed origin", q("token", tok), http.Header{"Origin": {"https://app.example.com"}}},
 		{"same host", q("token", tok), http.Header{"Origin": {g.base}}},
 	}

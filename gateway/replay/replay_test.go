@@ -14,18 +14,18 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/config"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
 	"github.com/dockcast/dockcast/gateway/server"
-	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
 
-type frame = ws.Frame
+type frame = client.Frame
 
 // fixture is a gateway (hub, replayer, server) over a stream keeping
 // at most maxMsgs messages, holding 1..maxMsgs.
@@ -156,7 +156,7 @@ func TestGapAfterConsumerCreated(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 50) // stream holds 1..50
 	var once atomic.Bool
-	replay.SetHook(f.rp, func(stage string) {
+	replay.SetHook(f.rp, func(stage string, _ *client.Client) {
 		if stage == "created" && once.CompareAndSwap(false, true) {
 			f.publish(t, 10) // now 11..60
 		}
@@ -193,7 +193,7 @@ func TestReplayLostAfterEvents(t *testing.T) {
 	f := newFixture(t, 50)
 	f.rp.Batch = 5
 	var fetches atomic.Int32
-	replay.SetHook(f.rp, func(stage string) {
+	replay.SetHook(f.rp, func(stage string, _ *client.Client) {
 		if stage == "fetch" && fetches.Add(1) == 2 { // after events 1..5
 			f.publish(t, 20) // now 21..70
 		}
