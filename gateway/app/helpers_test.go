@@ -256,6 +256,15 @@ func tryRead(c *websocket.Conn, timeout time.Duration) (frame, error) {
 	return f, nil
 }
 
+func decodeFrame(t testing.TB, data []byte) frame {
+	t.Helper()
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatalf("frame %q: %v", data, err)
+	}
+	return f
+}
+
 // collector reads frames from a connection in the background.
 type collector struct {
 	mu     sync.Mutex

@@ -126,6 +126,7 @@ func TestSlowConsumer(t *testing.T) {
 	// a 1008 close.
 	var got []uint64
 	var resume uint64
+	var epoch string
 	for {
 		f, err := tryRead(slow, 60*time.Second)
 		if err != nil {
@@ -145,15 +146,16 @@ func TestSlowConsumer(t *testing.T) {
 			if n := len(got); n >= len(all) || f.Seq != all[n] {
 				t.Fatalf("slow client: event %d is seq %d, want the stream's events in order %v", n, f.Seq, short(all[:min(n+1, len(all))]))
 			}
+			checkID(t, pubs, f)
 			got = append(got, f.Seq)
 		case "error":
-			if f.Code != "slow_consumer" || f.ResumeFromSeq == 0 || f.Message == "" {
+			if f.Code != "slow_consumer" || f.ResumeFromSeq == 0 || f.Message == "" || f.Epoch == "" {
 				t.Fatalf("error frame %+v", f)
 			}
 			if resume > 0 {
 				t.Fatal("two error frames")
 			}
-			resume = f.ResumeFromSeq
+			resume, epoch = f.ResumeFromSeq, f.Epoch
 		default:
 			t.Fatalf("slow client: unexpected frame %+v", f)
 		}
@@ -165,7 +167,7 @@ func TestSlowConsumer(t *testing.T) {
 		t.Fatalf("resume_from_seq %d, but the slow client got %d events and the next is %d", resume, len(got), all[len(got)])
 	}
 	t.Logf("slow client got %d of %d events, resumes from %d", len(got), len(all), resume)
-	again := collect(dial(t, g.wsURL(q("filter", "node="+node, "from_seq", strconv.FormatUint(resume, 10))), nil))
+	again := collect(dial(t, g.wsURL(q("filter", "node="+node, "from_seq", strconv.FormatUint(resume, 10), "epoch", epoch)), nil))
 	testkit.Eventually(t, 60*time.Second, func() error {
 		fs, err := again.snapshot()
 		if err != nil {
@@ -173,6 +175,30 @@ func TestSlowConsumer(t *testing.T) {
 		}
 		return checkFrames(fs, want(t, pubs, resume))
 	})
+	// The ids too: what the slow client got, then the resumed connection,
+	// is every published event once, in order.
+	fs, _ := again.snapshot()
+	for _, f := range fs {
+		if f.Type == "event" {
+			checkID(t, pubs, f)
+		}
+	}
+}
+
+// checkID checks that an event frame carries the event published at its
+// sequence.
+func checkID(t testing.TB, pubs []published, f frame) {
+	t.Helper()
+	ev := decodeEvent(t, f)
+	for _, p := range pubs {
+		if p.seq == f.Seq {
+			if p.ev.ID != ev.ID {
+				t.Fatalf("event %d: id %s, the stream holds %s", f.Seq, ev.ID, p.ev.ID)
+			}
+			return
+		}
+	}
+	t.Fatalf("event %d was never published", f.Seq)
 }
 
 func metricValue(t testing.TB, g *gateway, name string) float64 {

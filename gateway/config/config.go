@@ -110,7 +110,7 @@ func (c *Config) Validate(p *shared.Problems) {
 	if c.AdminAddr != "" {
 		if err := checkAddr(c.AdminAddr); err != nil {
 			p.Add("GATEWAY_ADMIN_ADDR", "%v", err)
-		} else if c.AdminAddr == c.Addr {
+		} else if c.AdminAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
 			p.Add("GATEWAY_ADMIN_ADDR", "%q is GATEWAY_ADDR too: give the admin listener its own address", c.AdminAddr)
 		}
 	}

@@ -221,8 +221,7 @@ func (r *Replayer) attempt(ctx context.Context, st *state) (bool, error) {
 		return false, err
 	}
 	if st.next >= st.liveFrom || cons.CachedInfo().NumPending == 0 {
-		st.c.SetReplayNext(st.liveFrom)
-		return true, nil
+		return r.reachedLive(ictx, stream, st)
 	}
 	if r.hook != nil {
 		r.hook("created", st.c)
@@ -245,14 +244,31 @@ func (r *Replayer) attempt(ctx context.Context, st *state) (bool, error) {
 				return false, fmt.Errorf("replay consumer info: %w", err)
 			}
 			if ci.NumPending == 0 {
-				st.c.SetReplayNext(st.liveFrom)
-				return true, nil
+				return r.reachedLive(ctx, stream, st)
 			}
 		}
 		if ctx.Err() != nil {
 			return false, client.ErrClosed
 		}
 	}
+}
+
+// reachedLive ends a replay whose consumer has nothing more below
+// liveFrom. What it did not deliver between st.next and liveFrom was either
+// skipped by the filter or removed from the stream meanwhile: the stream's
+// first sequence tells, as for any hole.
+func (r *Replayer) reachedLive(ctx context.Context, stream jetstream.Stream, st *state) (bool, error) {
+	if st.next < st.liveFrom {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := r.checkLoss(cctx, stream, st, st.liveFrom)
+		cancel()
+		if err != nil {
+			return false, err
+		}
+	}
+	st.next = max(st.next, st.liveFrom)
+	st.c.SetReplayNext(st.liveFrom)
+	return true, nil
 }
 
 // fetch reads one batch; done means the replay reached liveFrom or the end.
@@ -275,8 +291,8 @@ func (r *Replayer) fetch(ctx context.Context, stream jetstream.Stream, cons jets
 		}
 		seq := meta.Sequence.Stream
 		if seq >= st.liveFrom {
-			st.c.SetReplayNext(st.liveFrom)
-			return true, n, nil
+			done, err := r.reachedLive(ctx, stream, st)
+			return done, n, err
 		}
 		// A hole before this message is either messages the filter skips
 		// or messages that aged out before the consumer reached them; the
@@ -311,8 +327,8 @@ func (r *Replayer) fetch(ctx context.Context, stream jetstream.Stream, cons jets
 			}
 		}
 		if meta.NumPending == 0 {
-			st.c.SetReplayNext(st.liveFrom)
-			return true, n, nil
+			done, err := r.reachedLive(ctx, stream, st)
+			return done, n, err
 		}
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {

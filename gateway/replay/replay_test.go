@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/config"
@@ -34,9 +38,17 @@ type fixture struct {
 	rp   *replay.Replayer
 	url  string
 	node string
+	pad  string            // added to every event, to make it bigger
+	ids  map[uint64]string // event id by stream sequence, of every publish
+	mu   sync.Mutex
+	m    *metrics.Metrics
 }
 
 func newFixture(t *testing.T, maxMsgs int64) *fixture {
+	return newFixtureOpts(t, maxMsgs, 0, server.Options{}, 4)
+}
+
+func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slots int) *fixture {
 	t.Helper()
 	ns := testkit.StartJetStream(t)
 	_, js := testkit.Connect(t, ns.ClientURL())
@@ -48,7 +60,7 @@ func newFixture(t *testing.T, maxMsgs int64) *fixture {
 	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{js: js, node: testkit.Unique("node")}
+	f := &fixture{js: js, node: testkit.Unique("node"), pad: strings.Repeat("p", pad), ids: map[uint64]string{}, m: metrics.New()}
 	f.publish(t, int(maxMsgs))
 	log := testkit.Logger(t)
 	h := hub.New(js, "AGED", log, nil)
@@ -58,8 +70,8 @@ func newFixture(t *testing.T, maxMsgs int64) *fixture {
 		defer close(done)
 		_ = h.Run(hctx)
 	}()
-	f.rp = replay.New(js, "AGED", h, 4, log, nil)
-	srv := server.NewServer(log, config.Config{MaxClients: 10}, server.Deps{Hub: h, Replayer: f.rp, Metrics: metrics.New()})
+	f.rp = replay.New(js, "AGED", h, slots, log, f.m)
+	srv := server.NewServer(log, config.Config{MaxClients: 100, MaxClientsPerIP: 100}, server.Deps{Hub: h, Replayer: f.rp, Metrics: f.m, Options: o})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -81,19 +93,22 @@ func newFixture(t *testing.T, maxMsgs int64) *fixture {
 
 func (f *fixture) publish(t *testing.T, n int) {
 	for i := 0; i < n; i++ {
-		ev := event.New(f.node, "container", "start", "", fmt.Sprintf("%064d", i), map[string]string{"name": "c"}, time.Now())
+		ev := event.New(f.node, "container", "start", "", fmt.Sprintf("%064d", i), map[string]string{"name": "c", "pad": f.pad}, time.Now())
 		data, err := ev.Marshal()
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err = f.js.Publish(ctx, ev.Subject(), data)
+		ack, err := f.js.Publish(ctx, ev.Subject(), data)
 		cancel()
 		if err != nil {
 			t.Error(err)
 			return
 		}
+		f.mu.Lock()
+		f.ids[ack.Sequence] = ev.ID
+		f.mu.Unlock()
 	}
 }
 
@@ -239,4 +254,12 @@ func TestReplayLostAfterEvents(t *testing.T) {
 	if got := seqs(fs); !equal(got, span(21, live)) {
 		t.Fatalf("after reconnecting: replayed %v, want 21..%d", got, live)
 	}
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
 }

@@ -79,7 +79,7 @@ func PeerOf(remote string, h http.Header, trusted []netip.Prefix) Peer {
 	for i := len(hops) - 1; i >= 0; i-- {
 		a := parseHostAddr(strings.Trim(strings.TrimSpace(hops[i]), `"`))
 		if !a.IsValid() {
-			p.Known = false
+			p.Known, p.Addr = false, tcp
 			return p
 		}
 		p.Addr = a

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dockcast/dockcast/gateway/config"
 )
 
 // TestConfigErrors: every bad value stops the gateway with one line naming
@@ -21,6 +23,10 @@ func TestConfigErrors(t *testing.T) {
 	}
 	badPattern := filepath.Join(dir, "bad-pattern")
 	if err := os.WriteFile(badPattern, []byte("tok docker.>.x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("# tokens\nlong-enough-token-0123 docker.events.>\nshorttoken docker.events.>\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	empty := filepath.Join(dir, "empty")
@@ -41,12 +47,21 @@ func TestConfigErrors(t *testing.T) {
 		{"GATEWAY_TOKENS_FILE", badTokens},
 		{"GATEWAY_TOKENS_FILE", badPattern},
 		{"GATEWAY_TOKENS_FILE", empty},
+		{"GATEWAY_TOKENS_FILE", short},
 		{"GATEWAY_ALLOW_ANONYMOUS", "maybe"},
 		{"GATEWAY_ALLOWED_ORIGINS", "app.example.com"},
 		{"GATEWAY_ALLOWED_ORIGINS", "https://app.example.com/path"},
 		{"GATEWAY_ALLOWED_ORIGINS", "ftp://app.example.com"},
 		{"GATEWAY_MAX_CLIENTS", "0"},
 		{"GATEWAY_MAX_CLIENTS", "many"},
+		{"GATEWAY_MAX_CLIENTS_PER_IP", "0"},
+		{"GATEWAY_MAX_CLIENTS_PER_IP", "lots"},
+		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33"},
+		{"GATEWAY_TRUSTED_PROXIES", "proxy.example.com"},
+		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.1,,10.0.0.2"},
+		{"GATEWAY_TRUSTED_PROXIES", "fe80::1%eth0"},
+		{"GATEWAY_ADMIN_ADDR", "9090"},
+		{"GATEWAY_ADMIN_ADDR", ":8080"},
 		{"LOG_LEVEL", "loud"},
 		{"LOG_FORMAT", "xml"},
 	}
@@ -63,13 +78,34 @@ func TestConfigErrors(t *testing.T) {
 		if len(lines) != 1 || !strings.HasPrefix(lines[0], c.name+": ") {
 			t.Errorf("%s=%q: stderr %q, want one line starting with %q", c.name, c.value, stderr.String(), c.name+": ")
 		}
-		if strings.Contains(stderr.String(), "onlytoken") {
+		if strings.Contains(stderr.String(), "onlytoken") || strings.Contains(stderr.String(), "shorttoken") {
 			t.Errorf("%s: a token reached the output", c.name)
+		}
+		if c.value == short && !strings.Contains(stderr.String(), "line 3: ") {
+			t.Errorf("short token: %q does not name the line", stderr.String())
 		}
 	}
 	var stderr bytes.Buffer
 	if err := run(context.Background(), []string{"gateway", "extra"}, func(string) string { return "" }, &stderr, &stderr); !errors.As(err, new(configError)) {
 		t.Errorf("arguments: %v, want a config error", err)
+	}
+}
+
+// TestGoodConfig: the new variables' good values are accepted.
+func TestGoodConfig(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"GATEWAY_MAX_CLIENTS_PER_IP": "5", "GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7,2001:db8::/32,::ffff:198.51.100.0/120",
+		"GATEWAY_ADMIN_ADDR": "127.0.0.1:9090"}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxClientsPerIP != 5 || len(cfg.Proxies) != 4 || cfg.Proxies[3].String() != "198.51.100.0/24" || cfg.AdminAddr != "127.0.0.1:9090" {
+		t.Fatalf("%+v", cfg)
+	}
+	cfg, err = config.Load(func(string) string { return "" })
+	if err != nil || cfg.MaxClientsPerIP != 100 || cfg.Proxies != nil || cfg.AdminAddr != "" {
+		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
 }
 
