@@ -6,6 +6,8 @@
 //   - filter:   Docker's --filter vocabulary (Parse, Filter.Match, Filter.Subjects)
 //   - status:   the DOCKER_STATUS key-value schema
 //   - config:   environment parsing and validation helpers, logger setup
-//   - natsutil: NATS connection, stream and bucket helpers
-//   - testkit:  helpers for tests (embedded JetStream, Docker probe image, Eventually)
+//   - natsutil: NATS connection (reconnect forever, fast dead-link detection, TLS), stream and bucket helpers
+//   - backoff:  the one retry delay (exponential, jitter, reset after a healthy period)
+//   - testkit:  helpers for tests (JetStream servers and clusters, proxies that cut links,
+//     a stand-in Docker engine, the Docker probe image, Eventually)
 package shared

@@ -15,19 +15,33 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dockcast/dockcast/shared/config"
 	"github.com/dockcast/dockcast/shared/status"
 	"github.com/dockcast/dockcast/shared/subject"
 )
 
 // Options configure Connect.
 type Options struct {
-	URL    string // comma-separated server URLs
-	Creds  string // credentials file, optional
-	Name   string // client name shown by the server
+	URL    string         // comma-separated server URLs
+	Creds  string         // credentials file, optional
+	TLS    config.NATSTLS // private CA and client certificate, optional
+	Name   string         // client name shown by the server
 	Logger *slog.Logger
+	// PingInterval and MaxPingsOut decide how fast a dead connection is
+	// noticed: after MaxPingsOut unanswered pings sent PingInterval apart
+	// (defaults DefaultPingInterval and DefaultMaxPingsOut: about 10 s,
+	// where the client library's own defaults take minutes).
+	PingInterval time.Duration
+	MaxPingsOut  int
 	// OnChange, if set, is called with true on (re)connect and false on disconnect.
 	OnChange func(connected bool)
 }
+
+// Defaults of Options.PingInterval and Options.MaxPingsOut.
+const (
+	DefaultPingInterval = 5 * time.Second
+	DefaultMaxPingsOut  = 2
+)
 
 // Connect dials NATS and keeps reconnecting forever (with jitter), also
 // when no server is reachable at first: the returned connection reconnects
@@ -42,8 +56,16 @@ func Connect(o Options) (*nats.Conn, error) {
 			o.OnChange(up)
 		}
 	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.MaxPingsOut <= 0 {
+		o.MaxPingsOut = DefaultMaxPingsOut
+	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
+		nats.PingInterval(o.PingInterval),
+		nats.MaxPingsOutstanding(o.MaxPingsOut),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(500 * time.Millisecond),
@@ -75,6 +97,12 @@ func Connect(o Options) (*nats.Conn, error) {
 	}
 	if o.Creds != "" {
 		opts = append(opts, nats.UserCredentials(o.Creds))
+	}
+	if o.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(o.TLS.CA))
+	}
+	if o.TLS.Cert != "" {
+		opts = append(opts, nats.ClientCert(o.TLS.Cert, o.TLS.Key))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {

@@ -3,12 +3,15 @@ package natsutil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dockcast/dockcast/shared/config"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
 
@@ -77,5 +80,51 @@ func TestNotConnectedIsExplained(t *testing.T) {
 	_, err = EnsureStream(ctx, js, StreamConfig("EV", time.Hour, 1<<20, 1), testkit.Logger(t))
 	if !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("want ErrNotConnected, got %v", err)
+	}
+}
+
+func TestConnectWithPrivateCAAndClientCertificate(t *testing.T) {
+	t.Parallel()
+	files := testkit.MakeTLSFiles(t)
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+		CertFile: files.ServerCert, KeyFile: files.ServerKey, CaFile: files.CA, Verify: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true,
+		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("tls server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	url := fmt.Sprintf("tls://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+
+	nc, err := Connect(Options{URL: url, Name: "tls-test", Logger: testkit.Logger(t),
+		TLS: config.NATSTLS{CA: files.CA, Cert: files.ClientCert, Key: files.ClientKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if !nc.IsConnected() {
+			return errors.New("not connected over TLS")
+		}
+		return nil
+	})
+
+	// Without the client certificate the server refuses the client: the
+	// connection never comes up (it keeps retrying in the background).
+	bad, err := Connect(Options{URL: url, Name: "tls-test-nocert", TLS: config.NATSTLS{CA: files.CA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if err := bad.FlushTimeout(500 * time.Millisecond); err == nil {
+		t.Fatal("a client without a certificate could talk to a server that verifies clients")
 	}
 }

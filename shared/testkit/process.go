@@ -67,6 +67,31 @@ func (p *Process) Start() {
 	p.mu.Unlock()
 }
 
+// Running reports whether the process has been started and not stopped.
+func (p *Process) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid is the running process's id (0 when it is not running).
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Stop sends sig to the process, waits for it to exit (SIGKILL after 20 s)
 // and returns its exit code (-1 when a signal ended it, or when it was not
 // running).
