@@ -60,13 +60,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) er
 		o.ShutdownTimeout = 10 * time.Second
 	}
 	log.Info("gateway access: "+cfg.Access(), "allowed_origins", cfg.Origins, "max_clients", cfg.MaxClients,
-		"max_clients_per_ip", cfg.MaxClientsPerIP, "trusted_proxies", cfg.TrustedProxies)
+		"max_clients_per_ip", cfg.MaxClientsPerIP, "trusted_proxies", cfg.TrustedProxies, "nats_tls", cfg.NATSTLS.String())
 
 	m := metrics.New()
 	var h *hub.Hub
 	var hmu sync.Mutex
 	nc, err := natsutil.Connect(natsutil.Options{
-		URL: cfg.NATSURL, Creds: cfg.NATSCreds, Name: "dockcast-gateway", Logger: log.With("component", "nats"),
+		URL: cfg.NATSURL, Creds: cfg.NATSCreds, TLS: cfg.NATSTLS, Name: "dockcast-gateway", Logger: log.With("component", "nats"),
 		OnChange: func(up bool) {
 			hmu.Lock()
 			defer hmu.Unlock()

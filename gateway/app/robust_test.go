@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,18 +52,7 @@ func TestSlowConsumer(t *testing.T) {
 
 	// The slow client asks the kernel for a small receive buffer, so that
 	// its socket fills quickly.
-	dialer := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			if err != nil {
-				return err
-			}
-			return serr
-		}}
-		return d.Dial(network, addr)
-	}, ReadBufferSize: 1024}
-	slow, _, err := dialer.Dial(g.wsURL(q("filter", "node="+node)), nil)
+	slow, _, err := stallingDialer.Dial(g.wsURL(q("filter", "node="+node)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,7 @@
 package app_test
 
 import (
-	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,19 +14,8 @@ import (
 	"github.com/dockcast/dockcast/shared/testkit"
 )
 
-// stallingDialer dials with a tiny receive buffer, for clients that never
-// read: their sockets fill at once.
-var stallingDialer = websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	return d.Dial(network, addr)
-}, ReadBufferSize: 1024}
+// stallingDialer's clients fill their sockets at once when they do not read.
+var stallingDialer = websocket.Dialer{NetDial: testkit.DialStalling, ReadBufferSize: 1024}
 
 // TestReplaySlotsNotHeldBySilentClients: 40 clients ask for the last hour
 // (more history than their queues hold) and never read. A replay lets its

@@ -22,6 +22,8 @@ import (
 // Config is the gateway's configuration.
 type Config struct {
 	shared.Logging
+	// NATSTLS is TLS to NATS: NATS_CA, NATS_CERT, NATS_KEY.
+	shared.NATSTLS
 	// NATSURL is a comma list of NATS server URLs.
 	NATSURL string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 	// NATSCreds is a NATS credentials file, optional.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/metrics"
+	"github.com/dockcast/dockcast/shared/backoff"
 )
 
 // Hub follows the stream and fans events out to clients.
@@ -19,9 +20,11 @@ type Hub struct {
 	// CheckInterval is how often the stream is checked for a reset and for
 	// readiness (default 2s).
 	CheckInterval time.Duration
-	// RetryWait is the wait between attempts to attach or to open the
-	// status bucket (default 1s).
-	RetryWait time.Duration
+	// RetryWait is the first wait before attaching again or opening the
+	// status bucket again (default 1s); it doubles up to MaxRetryWait
+	// (default 5s), with jitter, and starts over after a healthy period
+	// (shared/backoff).
+	RetryWait, MaxRetryWait time.Duration
 
 	js      jetstream.JetStream
 	stream  string
@@ -49,7 +52,7 @@ type Hub struct {
 func New(js jetstream.JetStream, stream string, log *slog.Logger, m *metrics.Metrics) *Hub {
 	log = log.With("component", "hub")
 	return &Hub{
-		CheckInterval: 2 * time.Second, RetryWait: time.Second,
+		CheckInterval: 2 * time.Second, RetryWait: time.Second, MaxRetryWait: 5 * time.Second,
 		js: js, stream: stream, log: log, metrics: m,
 		index: gsl.NewSublist[*client.Client](), clients: map[*client.Client]struct{}{},
 		status:   newStatusBoard(),
@@ -66,10 +69,14 @@ func (h *Hub) Run(ctx context.Context) error {
 		defer wg.Done()
 		h.watchStatus(ctx)
 	}()
+	retry := h.backoff()
 	for ctx.Err() == nil {
-		if err := h.follow(ctx); err != nil && ctx.Err() == nil {
+		up := time.Now()
+		err := h.follow(ctx)
+		retry.Healthy(up)
+		if err != nil && ctx.Err() == nil {
 			h.log.Warn("live feed interrupted", "err", err)
-			sleep(ctx, h.RetryWait)
+			_ = retry.Wait(ctx)
 		}
 	}
 	h.attached.Store(false)
@@ -140,11 +147,4 @@ func (h *Hub) Position() *client.Position { return &h.pos }
 // message when it attached).
 func (h *Hub) StoredTime(seq uint64) (time.Time, bool) { return h.times.get(seq) }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+func (h *Hub) backoff() *backoff.Backoff { return backoff.New(h.RetryWait, h.MaxRetryWait) }

@@ -54,13 +54,17 @@ func (b *statusBoard) framesFor(c *client.Client) [][]byte {
 
 // watchStatus follows the DOCKER_STATUS bucket, which may not exist yet.
 func (h *Hub) watchStatus(ctx context.Context) {
+	retry := h.backoff()
 	for ctx.Err() == nil {
-		if err := h.watchOnce(ctx); err != nil && ctx.Err() == nil {
+		up := time.Now()
+		err := h.watchOnce(ctx)
+		retry.Healthy(up)
+		if err != nil && ctx.Err() == nil {
 			h.mu.Lock()
 			h.status.err = err
 			h.mu.Unlock()
 			h.log.Debug("status watch", "err", err)
-			sleep(ctx, h.RetryWait)
+			_ = retry.Wait(ctx)
 		}
 	}
 }

@@ -3,11 +3,9 @@ package replay_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,19 +19,9 @@ import (
 	"github.com/dockcast/dockcast/shared/testkit"
 )
 
-// stalling dials with a tiny receive buffer: a client that does not read
-// fills its socket at once, and frames stay queued in the gateway.
-var stalling = websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	return d.Dial(network, addr)
-}, ReadBufferSize: 1024}
+// stalling's clients fill their sockets at once when they do not read, so
+// that frames stay queued in the gateway.
+var stalling = websocket.Dialer{NetDial: testkit.DialStalling, ReadBufferSize: 1024}
 
 // TestReplayLostResumeIsExact: the replay's position ages out while
 // events it already queued wait in the client's queue (the client is not

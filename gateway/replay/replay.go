@@ -12,6 +12,7 @@ import (
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
+	"github.com/dockcast/dockcast/shared/backoff"
 )
 
 // Replayer runs replays against one stream.
@@ -20,7 +21,8 @@ type Replayer struct {
 	Batch int
 	// FetchWait bounds one fetch (default 2s).
 	FetchWait time.Duration
-	// RetryWait is the first wait after a failure; it doubles up to 5s.
+	// RetryWait is the first wait after a failure; it doubles up to 5s,
+	// with jitter (shared/backoff).
 	RetryWait time.Duration
 	// InactiveThreshold lets the server remove a consumer the gateway
 	// could not delete (default 30s).
@@ -79,7 +81,7 @@ func (r *Replayer) Run(ctx context.Context, c *client.Client, req Request) error
 		return client.ErrClosed
 	}
 	st := &state{c: c, epoch: c.Epoch(), liveFrom: liveFrom, requested: req.FromSeq, next: req.FromSeq, since: req.Since}
-	wait := r.RetryWait
+	retry := backoff.New(r.RetryWait, 5*time.Second)
 	for {
 		if err := c.WaitRoom(ctx); err != nil {
 			return client.ErrClosed
@@ -89,21 +91,16 @@ func (r *Replayer) Run(ctx context.Context, c *client.Client, req Request) error
 			if done {
 				break
 			}
-			wait = r.RetryWait
+			retry.Reset() // a turn that read is healthy
 			continue
 		}
 		if ctx.Err() != nil || errors.Is(err, client.ErrClosed) {
 			return client.ErrClosed
 		}
 		r.log.Warn("replay turn failed; retrying", "next_seq", st.next, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if retry.Wait(ctx) != nil {
 			return client.ErrClosed
-		case <-t.C:
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 	c.GoLive(max(liveFrom-1, req.FromSeq-min(req.FromSeq, 1)))
 	if r.metrics != nil {

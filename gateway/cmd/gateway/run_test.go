@@ -33,37 +33,41 @@ func TestConfigErrors(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("# nothing\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct{ name, value string }{
-		{"NATS_URL", "http://x:4222"},
-		{"NATS_URL", "nats://"},
-		{"NATS_URL", "nats://h:99999"},
-		{"NATS_URL", "nats://a:4222,,nats://b:4222"},
-		{"NATS_CREDS", filepath.Join(dir, "missing.creds")},
-		{"GATEWAY_ADDR", "8080"},
-		{"GATEWAY_ADDR", ":http-alt"},
-		{"GATEWAY_STREAM", "a.b"},
-		{"GATEWAY_STREAM", "has space"},
-		{"GATEWAY_TOKENS_FILE", filepath.Join(dir, "missing")},
-		{"GATEWAY_TOKENS_FILE", badTokens},
-		{"GATEWAY_TOKENS_FILE", badPattern},
-		{"GATEWAY_TOKENS_FILE", empty},
-		{"GATEWAY_TOKENS_FILE", short},
-		{"GATEWAY_ALLOW_ANONYMOUS", "maybe"},
-		{"GATEWAY_ALLOWED_ORIGINS", "app.example.com"},
-		{"GATEWAY_ALLOWED_ORIGINS", "https://app.example.com/path"},
-		{"GATEWAY_ALLOWED_ORIGINS", "ftp://app.example.com"},
-		{"GATEWAY_MAX_CLIENTS", "0"},
-		{"GATEWAY_MAX_CLIENTS", "many"},
-		{"GATEWAY_MAX_CLIENTS_PER_IP", "0"},
-		{"GATEWAY_MAX_CLIENTS_PER_IP", "lots"},
-		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33"},
-		{"GATEWAY_TRUSTED_PROXIES", "proxy.example.com"},
-		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.1,,10.0.0.2"},
-		{"GATEWAY_TRUSTED_PROXIES", "fe80::1%eth0"},
-		{"GATEWAY_ADMIN_ADDR", "9090"},
-		{"GATEWAY_ADMIN_ADDR", ":8080"},
-		{"LOG_LEVEL", "loud"},
-		{"LOG_FORMAT", "xml"},
+	cases := []struct{ name, value, named string }{
+		{"NATS_URL", "http://x:4222", ""},
+		{"NATS_URL", "nats://", ""},
+		{"NATS_URL", "nats://h:99999", ""},
+		{"NATS_URL", "nats://a:4222,,nats://b:4222", ""},
+		{"NATS_CREDS", filepath.Join(dir, "missing.creds"), ""},
+		{"GATEWAY_ADDR", "8080", ""},
+		{"GATEWAY_ADDR", ":http-alt", ""},
+		{"GATEWAY_STREAM", "a.b", ""},
+		{"GATEWAY_STREAM", "has space", ""},
+		{"GATEWAY_TOKENS_FILE", filepath.Join(dir, "missing"), ""},
+		{"GATEWAY_TOKENS_FILE", badTokens, ""},
+		{"GATEWAY_TOKENS_FILE", badPattern, ""},
+		{"GATEWAY_TOKENS_FILE", empty, ""},
+		{"GATEWAY_TOKENS_FILE", short, ""},
+		{"GATEWAY_ALLOW_ANONYMOUS", "maybe", ""},
+		{"GATEWAY_ALLOWED_ORIGINS", "app.example.com", ""},
+		{"GATEWAY_ALLOWED_ORIGINS", "https://app.example.com/path", ""},
+		{"GATEWAY_ALLOWED_ORIGINS", "ftp://app.example.com", ""},
+		{"GATEWAY_MAX_CLIENTS", "0", ""},
+		{"GATEWAY_MAX_CLIENTS", "many", ""},
+		{"GATEWAY_MAX_CLIENTS_PER_IP", "0", ""},
+		{"GATEWAY_MAX_CLIENTS_PER_IP", "lots", ""},
+		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33", ""},
+		{"GATEWAY_TRUSTED_PROXIES", "proxy.example.com", ""},
+		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.1,,10.0.0.2", ""},
+		{"GATEWAY_TRUSTED_PROXIES", "fe80::1%eth0", ""},
+		{"NATS_CA", filepath.Join(dir, "missing-ca.pem"), ""},
+		{"NATS_CA", badTokens, ""},
+		{"NATS_CERT", filepath.Join(dir, "cert.pem"), "NATS_KEY"},
+		{"NATS_KEY", filepath.Join(dir, "key.pem"), "NATS_CERT"},
+		{"GATEWAY_ADMIN_ADDR", "9090", ""},
+		{"GATEWAY_ADMIN_ADDR", ":8080", ""},
+		{"LOG_LEVEL", "loud", ""},
+		{"LOG_FORMAT", "xml", ""},
 	}
 	for _, c := range cases {
 		var stdout, stderr bytes.Buffer
@@ -74,9 +78,13 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s=%q: %v, want a config error (exit 2)", c.name, c.value, err)
 			continue
 		}
+		named := c.name
+		if c.named != "" {
+			named = c.named
+		}
 		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-		if len(lines) != 1 || !strings.HasPrefix(lines[0], c.name+": ") {
-			t.Errorf("%s=%q: stderr %q, want one line starting with %q", c.name, c.value, stderr.String(), c.name+": ")
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], named+": ") {
+			t.Errorf("%s=%q: stderr %q, want one line starting with %q", c.name, c.value, stderr.String(), named+": ")
 		}
 		if strings.Contains(stderr.String(), "onlytoken") || strings.Contains(stderr.String(), "shorttoken") {
 			t.Errorf("%s: a token reached the output", c.name)
