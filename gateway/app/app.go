@@ -48,6 +48,8 @@ type Options struct {
 	AdminListening func(addr net.Addr)
 	// Reload, when it delivers, re-reads GATEWAY_TOKENS_FILE (SIGHUP).
 	Reload <-chan struct{}
+	// Listener, if set, is served instead of listening on GATEWAY_ADDR.
+	Listener net.Listener
 }
 
 // Run serves until ctx ends. Only a failure to listen is an error: NATS
@@ -98,9 +100,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) er
 		NATSConnected: func() bool { return nc.Status() == nats.CONNECTED },
 	})
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s (GATEWAY_ADDR): %w", cfg.Addr, err)
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("listen on %s (GATEWAY_ADDR): %w", cfg.Addr, err)
+		}
 	}
 	var servers []*http.Server
 	serveErr := make(chan error, 2)

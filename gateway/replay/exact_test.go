@@ -23,30 +23,37 @@ import (
 // that frames stay queued in the gateway.
 var stalling = websocket.Dialer{NetDial: testkit.DialStalling, ReadBufferSize: 1024}
 
-// TestReplayLostResumeIsExact: the replay's position ages out while
-// events it already queued wait in the client's queue (the client is not
-// reading). The client gets the events that reached its socket, then
-// replay_lost whose resume_from_seq is the very next one (nothing queued
-// is thrown away unannounced); resuming there starts with a gap frame
-// covering exactly what the stream removed, then the rest: with the event
-// ids checked against what was published, every event is either received
-// or inside the gap.
+// TestReplayLostResumeIsExact: the stream loses the replay's position
+// (purged at once, as limits would remove it) while events the replay
+// already queued wait in the client's queue (the client is not reading).
+// The client gets the events that reached its socket, then replay_lost
+// whose resume_from_seq is the very next one (nothing queued is thrown
+// away unannounced); resuming there starts with a gap frame covering
+// exactly what the stream removed: with the event ids checked against what
+// was published, every event is either received or inside the gap.
 func TestReplayLostResumeIsExact(t *testing.T) {
 	t.Parallel()
-	// More history (5.6 MB) than the kernel's socket buffers hold (the
-	// send buffer grows to 4 MiB here), so that frames stay queued; the
-	// queue also holds the live events that age the replay out.
-	const n = 4000
-	f := newFixtureOpts(t, n, 1200, server.Options{WS: ws.Options{Buffer: 4, WriteWait: time.Minute},
-		Client: client.Options{MaxQueueBytes: 16 << 20}}, 4)
+	// The gateway's sockets have small send buffers, so that frames stay
+	// queued.
+	const n = 2000
+	f := newFixtureOpts(t, n, 1000, server.Options{WS: ws.Options{Buffer: 4, WriteWait: time.Minute}}, 4, true)
 	f.rp.Batch = 100
-	var fired atomic.Bool
+	f.rp.FetchWait = 100 * time.Millisecond
+	var fired atomic.Pointer[client.Client]
 	replay.SetHook(f.rp, func(stage string, c *client.Client) {
-		if stage != "fetch" || fired.Load() {
+		if stage != "fetch" || fired.Load() != nil {
 			return
 		}
-		if _, _, queued := c.Stats(); queued > 0 && fired.CompareAndSwap(false, true) {
-			f.publish(t, n) // the stream now holds n+1..2n only
+		if _, _, queued := c.Stats(); queued > 64<<10 && fired.CompareAndSwap(nil, c) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := f.js.Stream(ctx, "AGED")
+			if err == nil {
+				err = s.Purge(ctx) // the stream now holds nothing; its next sequence is n+1
+			}
+			if err != nil {
+				t.Error(err)
+			}
 		}
 	})
 	c, _, err := stalling.Dial(f.url+"?from_seq=1&filter=node="+f.node, nil)
@@ -54,9 +61,10 @@ func TestReplayLostResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// The client reads only once the gateway has ended it.
 	testkit.Eventually(t, 60*time.Second, func() error {
-		if !fired.Load() {
-			return errors.New("the client's queue never held frames")
+		if c := fired.Load(); c == nil || !c.Closed() {
+			return errors.New("the replay was not lost with frames queued")
 		}
 		return nil
 	})
@@ -124,7 +132,7 @@ func TestReplayLostResumeIsExact(t *testing.T) {
 func TestReplayBudget(t *testing.T) {
 	t.Parallel()
 	const n = 3000
-	f := newFixtureOpts(t, n, 0, server.Options{}, 1)
+	f := newFixtureOpts(t, n, 0, server.Options{}, 1, false)
 	f.rp.TurnMessages = 100
 	var mu sync.Mutex
 	var long *client.Client

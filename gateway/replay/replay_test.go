@@ -45,10 +45,14 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, maxMsgs int64) *fixture {
-	return newFixtureOpts(t, maxMsgs, 0, server.Options{}, 4)
+	return newFixtureOpts(t, maxMsgs, 0, server.Options{}, 4, false)
 }
 
-func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slots int) *fixture {
+// newFixtureOpts: pad bytes in every event, server options, replay slots;
+// tinySend gives every accepted connection a 4 KiB send buffer, so that a
+// client that does not read leaves frames queued in the gateway at once
+// (the kernel would otherwise absorb megabytes).
+func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slots int, tinySend bool) *fixture {
 	t.Helper()
 	ns := testkit.StartJetStream(t)
 	_, js := testkit.Connect(t, ns.ClientURL())
@@ -72,7 +76,11 @@ func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slot
 	}()
 	f.rp = replay.New(js, "AGED", h, slots, log, f.m)
 	srv := server.NewServer(log, config.Config{MaxClients: 100, MaxClientsPerIP: 100}, server.Deps{Hub: h, Replayer: f.rp, Metrics: f.m, Options: o})
-	hs := httptest.NewServer(srv)
+	hs := httptest.NewUnstartedServer(srv)
+	if tinySend {
+		hs.Listener = testkit.SmallSendBuffers(hs.Listener)
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()

@@ -20,3 +20,19 @@ func DialStalling(network, addr string) (net.Conn, error) {
 	}}
 	return d.Dial(network, addr)
 }
+
+// SmallSendBuffers wraps a server's listener so that every connection it
+// accepts has a 4 KiB send buffer: the kernel then holds almost nothing
+// for a client that does not read (it would otherwise grow the buffer to
+// megabytes), and the server's own queue for it fills at once.
+func SmallSendBuffers(ln net.Listener) net.Listener { return smallSend{ln} }
+
+type smallSend struct{ net.Listener }
+
+func (l smallSend) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok && err == nil {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
