@@ -241,6 +241,12 @@ func (f Filter) matchEvent(e *event.Event) bool {
 		return true
 	}
 	full := e.DockerAction()
+	// dockcast's container.state events ("state: running") are selected by
+	// event=state, as every health status is by event=health_status, but
+	// without Docker's prefix quirk.
+	if e.Action == event.ActionState && slices.Contains(vs, event.ActionState) {
+		return true
+	}
 	if !f.fuzzy() {
 		return slices.Contains(vs, full)
 	}

@@ -93,6 +93,7 @@ func TestMatch(t *testing.T) {
 	health := ev("container", "health_status: unhealthy", "abc123", map[string]string{"name": "api"})
 	exec := ev("container", "exec_start: /probe fail", "abc123", map[string]string{"name": "api"})
 	netc := ev("network", "connect", "net9", map[string]string{"name": "bridge", "container": "abc123"})
+	state := ev("container", "state: running", "abc123", map[string]string{"name": "api"})
 	img := ev("image", "pull", "sha256:1", map[string]string{"name": "alpine:3.20"})
 	cases := []matchCase{
 		{nil, start, true},
@@ -106,6 +107,12 @@ func TestMatch(t *testing.T) {
 		{[]string{"event=health_status: healthy"}, health, false},
 		{[]string{"event=exec_start"}, exec, true},
 		{[]string{"event=exec_start"}, start, false},
+		{[]string{"event=state"}, state, true}, // dockcast's state events, whatever the state
+		{[]string{"event=state: running"}, state, true},
+		{[]string{"event=state: exited"}, state, false},
+		{[]string{"event=state"}, start, false},
+		{[]string{"event=sta"}, state, false}, // no prefix matching without Docker's quirk
+		{[]string{"event=state", "type=container"}, state, true},
 		{[]string{"event=health_status", "event=st"}, start, true}, // Docker's prefix quirk
 		{[]string{"container=abc"}, start, true},
 		{[]string{"container=api"}, start, true},
