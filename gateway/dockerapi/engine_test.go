@@ -493,3 +493,38 @@ func TestCLIFollow(t *testing.T) {
 		}
 	}
 }
+
+// TestCLITimeArguments: what the machine's CLI sends for --since/--until
+// in its three notations (a duration, a date-time, Unix seconds) is parsed
+// to the time the user meant.
+func TestCLITimeArguments(t *testing.T) {
+	t.Parallel()
+	src := newMemSource()
+	srv := serve(t, Config{}, src)
+	gw := newCLI(t).forGateway(strings.TrimPrefix(srv.URL, "http://"), "")
+	gw.env = append(gw.env, "TZ=UTC") // a date-time without a zone is the CLI's local time
+	cases := []struct {
+		args         []string
+		since, until time.Time
+		tolerance    time.Duration // for durations, relative to when the CLI ran
+	}{
+		{[]string{"--since", "2026-11-30T10:00:00", "--until", "2026-11-30T11:00:00.5"},
+			time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC), time.Date(2026, 11, 30, 11, 0, 0, 5e8, time.UTC), 0},
+		{[]string{"--since", "2026-11-30", "--until", "2026-11-30T10:00:00Z"},
+			time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC), 0},
+		{[]string{"--since", "1764097465", "--until", "1764097465.25"},
+			time.Unix(1764097465, 0), time.Unix(1764097465, 25e7), 0},
+		{[]string{"--since", "1h", "--until", "10m"},
+			time.Now().Add(-time.Hour), time.Now().Add(-10 * time.Minute), time.Minute},
+	}
+	for i, c := range cases {
+		if _, err := gw.run(append([]string{"events"}, c.args...)...); err != nil {
+			t.Fatal(err)
+		}
+		q := src.query(i)
+		near := func(got, want time.Time) bool { d := got.Sub(want); return d <= c.tolerance && d >= -c.tolerance }
+		if !near(q.Since, c.since) || !near(q.Until, c.until) || q.Follow {
+			t.Errorf("docker events %s: since %v until %v follow %v", strings.Join(c.args, " "), q.Since, q.Until, q.Follow)
+		}
+	}
+}

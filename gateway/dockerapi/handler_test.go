@@ -197,7 +197,7 @@ func TestEventsHistory(t *testing.T) {
 	if got, want := get(url.Values{"until": {"1796124900"}}), []string{line(t, start), line(t, check), line(t, other), line(t, late)}; !slices.Equal(got, want) {
 		t.Errorf("until only: %q", got)
 	}
-	if q := src.queries[len(src.queries)-1]; q.Tail != EngineMemory || q.Follow {
+	if q := src.query(-1); q.Tail != EngineMemory || q.Follow {
 		t.Errorf("until only: query %+v", q)
 	}
 }
@@ -286,7 +286,7 @@ func TestEventsUntilAhead(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the stream did not end at until")
 	}
-	if q := src.queries[0]; !q.Follow || q.Tail != EngineMemory {
+	if q := src.query(0); !q.Follow || q.Tail != EngineMemory {
 		t.Errorf("query %+v", q)
 	}
 }
@@ -317,12 +317,12 @@ func TestEventsAdmitAndOpenErrors(t *testing.T) {
 	if got := lines(t, body); res.StatusCode != 200 || !slices.Equal(got, []string{line(t, b)}) {
 		t.Errorf("narrowed: %s %q", res.Status, got)
 	}
-	src.openErr = errors.New("nats: connection closed (nats://secret-host:4222)")
+	src.failOpen(errors.New("nats: connection closed (nats://secret-host:4222)"))
 	res, body = do(t, "GET", srv.URL+"/events?since=0&until=1796121001", http.Header{"Authorization": {"Bearer s3cret"}})
 	if res.StatusCode != 503 || strings.Contains(body, "secret-host") || !strings.Contains(body, `"message"`) {
 		t.Errorf("source down: %s %s", res.Status, body)
 	}
-	src.openErr = &Error{Status: http.StatusForbidden, Message: "this token may not read node web-1"}
+	src.failOpen(&Error{Status: http.StatusForbidden, Message: "this token may not read node web-1"})
 	res, body = do(t, "GET", srv.URL+"/events", http.Header{"Authorization": {"Bearer s3cret"}})
 	if res.StatusCode != 403 || body != `{"message":"this token may not read node web-1"}`+"\n" {
 		t.Errorf("source refusal: %s %s", res.Status, body)

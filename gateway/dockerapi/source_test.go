@@ -36,6 +36,22 @@ func (s *memSource) add(evs ...event.Event) {
 	s.changed = make(chan struct{})
 }
 
+func (s *memSource) failOpen(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.openErr = err
+}
+
+// query returns the i-th query opened (negative: from the end).
+func (s *memSource) query(i int) Query {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i < 0 {
+		i += len(s.queries)
+	}
+	return s.queries[i]
+}
+
 func (s *memSource) Open(_ context.Context, q Query) (Cursor, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
