@@ -8,7 +8,7 @@
 // Replay, WaitRoom, GoLive, Sent, End, Reset, Disconnected, Checked), the
 // Sink a transport implements, the *Frame builders, Decode (is a stream
 // message a valid event), Code and the Close* constants, EpochOf and
-// ParseCursor.
+// CheckEpoch.
 //
 // Flow control: a Sink holds at most Options.Credits frames plus two (the
 // closing error frame and the close); the client counts frames handed to
