@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockcast/dockcast/gateway/ws"
+	gwclient "github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/testkit"
 	"github.com/docker/docker/api/types/container"
@@ -68,7 +68,7 @@ type wsClient struct {
 	gaps     []string
 }
 
-type frame = ws.Frame
+type frame = gwclient.Frame
 
 func (c *wsClient) follow(ctx context.Context, t testing.TB) {
 	for ctx.Err() == nil {

@@ -123,7 +123,7 @@ func run() error {
 	_ = ln.Close()
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "NATS_URL="+ns.ClientURL(), "GATEWAY_STREAM=LOAD", "GATEWAY_ADDR="+addr,
-		"GATEWAY_MAX_CLIENTS="+strconv.Itoa(clients+10), "LOG_LEVEL=warn")
+		"GATEWAY_MAX_CLIENTS="+strconv.Itoa(clients+10), "GATEWAY_MAX_CLIENTS_PER_IP="+strconv.Itoa(clients+10), "LOG_LEVEL=warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
