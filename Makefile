@@ -34,6 +34,7 @@ bench: test-deps build
 	cd gateway && $(GO) test -run '^$$' -bench Fanout -benchtime $(if $(Q),50x,300x) ./app/
 	cd gateway && BENCH_CLIENTS=$(if $(Q),500,10000) $(GO) run ./cmd/loadtest
 	cd gateway && $(GO) test -run '^$$' -bench Page -benchtime 1x -timeout 15m ./e2e/
+	cd gateway && DOCKCAST_SCREENSHOT=1 $(GO) test -count=1 -run TestPageScreenshot ./e2e/
 
 test-deps:
 	@./scripts/test-deps.sh

@@ -10,8 +10,9 @@
 //   - TestPageResumesAcrossGatewayRestart: the gateway restarted while
 //     containers run; the page resumes with from_seq and shows each event of
 //     the stream exactly once.
-//   - TestPageScreenshot: writes docs/page.png (1280x800) with real events,
-//     the README's screenshot.
+//   - TestPageScreenshot: a screenshot (1280x800) with real events, written
+//     to docs/page.png (the README's) only when DOCKCAST_SCREENSHOT is set
+//     (make bench).
 //   - TestPageAsksForToken: with a tokens file the page asks for a token and
 //     sends it as the dockcast.token.<base64url> subprotocol, not in the URL.
 //   - TestPageStreamResetAndPoison (gateway and NATS only, events published
