@@ -71,6 +71,7 @@ type resultMsg struct {
 	P99        int64          `json:"p99_ns"`
 	PMax       int64          `json:"max_ns"`
 	Disorder   int            `json:"disorder"` // events out of order or repeated
+	Resumes    int            `json:"resumes"`  // dockcast clients reconnected with from_seq after slow_consumer
 	Errors     map[string]int `json:"errors,omitempty"`
 	ReadErrors int            `json:"read_errors"`
 }
@@ -95,6 +96,10 @@ type conn struct {
 	lat      []int64
 	errCode  string
 	readErr  bool
+	first    int64 // receipt times of the first and last counted events
+	last     int64
+	resume   uint64 // dockcast: resume_from_seq of a slow_consumer error
+	resumes  int
 
 	nats natsParser
 }
@@ -105,8 +110,6 @@ type clientProc struct {
 	conns    []*conn
 	readyN   atomic.Int64
 	complete atomic.Int64
-	first    atomic.Int64
-	last     atomic.Int64
 	readyAt  atomic.Int64
 }
 
@@ -293,6 +296,13 @@ func (c *conn) read() {
 		_, r, err := c.ws.NextReader()
 		if err != nil {
 			c.mu.Lock()
+			resume := c.resume
+			c.resume = 0
+			c.mu.Unlock()
+			if resume > 0 && c.resumeAt(resume) {
+				continue
+			}
+			c.mu.Lock()
 			if !errors.Is(err, net.ErrClosed) && !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 				c.readErr = true
 				if c.errCode == "" {
@@ -317,12 +327,42 @@ func (c *conn) read() {
 	}
 }
 
+// resumeAt reconnects a dockcast client dropped as a slow consumer with
+// from_seq=seq, as the contract tells clients to: nothing is lost.
+func (c *conn) resumeAt(seq uint64) bool {
+	u, err := withFromSeq(c.p.f.url, seq)
+	if err == nil {
+		var ws *websocket.Conn
+		d := websocket.Dialer{HandshakeTimeout: 60 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 1024}
+		if ws, _, err = d.Dial(u, nil); err == nil {
+			c.mu.Lock()
+			_ = c.ws.Close()
+			c.ws = ws
+			c.resumes++
+			c.mu.Unlock()
+			return true
+		}
+	}
+	c.mu.Lock()
+	c.readErr, c.errCode = true, "resume: "+err.Error()
+	c.mu.Unlock()
+	return false
+}
+
 // frame handles one WebSocket message.
 func (c *conn) frame(data []byte, now int64) error {
 	switch c.p.f.proto {
 	case protoDockcast:
 		eachLine(data, func(line []byte) {
 			kind, text := dockcastLine(line)
+			if kind == kindError && text == "slow_consumer" {
+				if _, resume := dockcastError(line); resume > 0 {
+					c.mu.Lock()
+					c.resume = resume
+					c.mu.Unlock()
+					return
+				}
+			}
 			c.handle(kind, line, text, now)
 		})
 	case protoCentrifugo:
@@ -395,8 +435,10 @@ func (c *conn) handle(kind frameKind, data []byte, text string, now int64) {
 			return
 		}
 		c.lat = append(c.lat, now-sent)
-		c.p.first.CompareAndSwap(0, now)
-		storeMax(&c.p.last, now)
+		if c.first == 0 {
+			c.first = now
+		}
+		c.last = now
 		if c.received == expect {
 			c.p.complete.Add(1)
 		}
@@ -418,15 +460,14 @@ func (p *clientProc) wait(ctx context.Context, timeout time.Duration) resultMsg 
 	deadline := time.Now().Add(timeout)
 	lastTotal, lastChange := int64(-1), time.Now()
 	for p.complete.Load() < int64(len(p.conns)) && time.Now().Before(deadline) && ctx.Err() == nil {
-		if t := p.last.Load(); t != lastTotal {
+		time.Sleep(20 * time.Millisecond)
+		if t := p.received(); t != lastTotal {
 			lastTotal, lastChange = t, time.Now()
 		} else if time.Since(lastChange) > 20*time.Second {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
-	r := resultMsg{Event: "result", Clients: len(p.conns), Complete: int(p.complete.Load()),
-		FirstRecv: p.first.Load(), LastRecv: p.last.Load(), Min: -1}
+	r := resultMsg{Event: "result", Clients: len(p.conns), Complete: int(p.complete.Load()), Min: -1}
 	var lat []int64
 	for _, c := range p.conns {
 		if c == nil {
@@ -440,6 +481,11 @@ func (p *clientProc) wait(ctx context.Context, timeout time.Duration) resultMsg 
 		r.Max = max(r.Max, c.received)
 		r.Total += int64(c.received)
 		r.Disorder += c.disorder
+		r.Resumes += c.resumes
+		if c.first != 0 && (r.FirstRecv == 0 || c.first < r.FirstRecv) {
+			r.FirstRecv = c.first
+		}
+		r.LastRecv = max(r.LastRecv, c.last)
 		lat = append(lat, c.lat...)
 		if c.errCode != "" {
 			if r.Errors == nil {
@@ -460,6 +506,19 @@ func (p *clientProc) wait(ctx context.Context, timeout time.Duration) resultMsg 
 	return r
 }
 
+// received is the number of events the clients have counted.
+func (p *clientProc) received() int64 {
+	var n int64
+	for _, c := range p.conns {
+		if c != nil {
+			c.mu.Lock()
+			n += int64(c.received)
+			c.mu.Unlock()
+		}
+	}
+	return n
+}
+
 // percentile of sorted values (nearest rank).
 func percentile(sorted []int64, p int) int64 {
 	if len(sorted) == 0 {
@@ -472,7 +531,9 @@ func percentile(sorted []int64, p int) int64 {
 func (p *clientProc) closeAll() {
 	for _, c := range p.conns {
 		if c != nil {
+			c.mu.Lock()
 			_ = c.ws.Close()
+			c.mu.Unlock()
 		}
 	}
 }

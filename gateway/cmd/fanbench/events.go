@@ -92,7 +92,7 @@ func (p *eventPublisher) publish(ctx context.Context, count, rate int) (first, a
 			if err != nil {
 				return first, acked, err
 			}
-			if _, err := p.js.PublishMsgAsync(m); err != nil {
+			if _, err := p.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 				return first, acked, fmt.Errorf("publish event %d: %w", p.n, err)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,36 @@ type scale struct {
 	StormClients, StormBack int
 	StormDial               int
 	PubEvents               int
+}
+
+// override sets fields from "Field=value,…" (BENCH_SCALE): integers, and
+// durations for LatDuration.
+func (s *scale) override(spec string) error {
+	v := reflect.ValueOf(s).Elem()
+	for _, kv := range strings.Split(spec, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		name, val, _ := strings.Cut(kv, "=")
+		f := v.FieldByName(name)
+		if !f.IsValid() {
+			return fmt.Errorf("BENCH_SCALE: no field %q (see scale in orchestrate.go)", name)
+		}
+		if f.Type() == reflect.TypeOf(time.Duration(0)) {
+			d, err := time.ParseDuration(val)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("BENCH_SCALE: %s=%q is not a positive duration", name, val)
+			}
+			f.SetInt(int64(d))
+			continue
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("BENCH_SCALE: %s=%q is not a positive integer", name, val)
+		}
+		f.SetInt(int64(n))
+	}
+	return nil
 }
 
 var fullScale = scale{
@@ -93,8 +124,8 @@ func runOrchestrator(ctx context.Context, getenv func(string) string, stdout, st
 	o.peers = listEnv(getenv("BENCH_PEERS"), []string{peerDockcast, peerDockcastBatch, peerNATS, peerCentrifugo})
 	o.scenarios = listEnv(getenv("BENCH_SCENARIOS"), []string{scIdle, scFlat, scLatency, scHeld, scStorm, scBreakdown, scPublisher})
 	o.profileDir = getenv("BENCH_PROFILE")
-	if v, err := strconv.Atoi(getenv("BENCH_STORM_DIAL")); err == nil && v > 0 {
-		o.sc.StormDial = v
+	if err := o.sc.override(getenv("BENCH_SCALE")); err != nil {
+		return err
 	}
 	var err error
 	if o.self, err = os.Executable(); err != nil {
@@ -378,18 +409,20 @@ func (o *orchestrator) flow(ctx context.Context, p peer, clients, count, rate in
 	if hook != nil {
 		hook(true)
 	}
+	cpu := startCPU(p.pid(), o.nats.pid(), cr.pid())
 	first, acked, err := o.pub.publish(ctx, count, rate)
 	if err != nil {
 		return nil, err
 	}
 	res, err := cr.wait(10 * time.Minute)
+	use := cpu.stop()
 	if hook != nil {
 		hook(false)
 	}
 	if err != nil {
 		return nil, err
 	}
-	f := &flowResult{Clients: clients, Events: count, Rate: rate, Result: res,
+	f := &flowResult{Clients: clients, Events: count, Rate: rate, Result: res, CPU: use,
 		Published: acked.Sub(first), Took: time.Duration(res.LastRecv - first.UnixNano())}
 	if f.Took > 0 {
 		f.Delivered = float64(res.Total) / f.Took.Seconds()
@@ -422,6 +455,7 @@ func (o *orchestrator) held(ctx context.Context, p peer) (*heldResult, error) {
 		return nil, err
 	}
 	r.Heap, r.Goroutines, r.HasGo = p.goStats(ctx)
+	cpu := startCPU(p.pid(), o.nats.pid(), cr.pid())
 	first, _, err := o.pub.publish(ctx, o.sc.HeldEvents, 0)
 	if err != nil {
 		return nil, err
@@ -429,6 +463,7 @@ func (o *orchestrator) held(ctx context.Context, p peer) (*heldResult, error) {
 	if r.Burst, err = cr.wait(10 * time.Minute); err != nil {
 		return nil, err
 	}
+	r.CPU = cpu.stop()
 	r.Took = time.Duration(r.Burst.LastRecv - first.UnixNano())
 	if r.Took > 0 {
 		r.Delivered = float64(r.Burst.Total) / r.Took.Seconds()

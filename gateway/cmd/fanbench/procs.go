@@ -105,6 +105,62 @@ func rssBytes(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS")
 }
 
+// cpuSeconds is the CPU time (user + system) a process has used, from
+// /proc (clock ticks of 10 ms).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After the command: state is field 3, utime 14 and stime 15.
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
+}
+
+// cpuMeter reads the CPU time of the processes of a measurement.
+type cpuMeter struct {
+	pids  [3]int // server, nats-server (0 when it is the server), clients
+	start [3]float64
+}
+
+func startCPU(server, nats, clients int) *cpuMeter {
+	m := &cpuMeter{pids: [3]int{server, nats, clients}}
+	if nats == server {
+		m.pids[1] = 0
+	}
+	for i, p := range m.pids {
+		if p > 0 {
+			m.start[i] = cpuSeconds(p)
+		}
+	}
+	return m
+}
+
+// cpuUse is the CPU seconds each process used during a measurement.
+type cpuUse struct {
+	Server, NATS, Clients float64
+	HasNATS               bool // nats-server is a separate process from the server
+}
+
+func (m *cpuMeter) stop() cpuUse {
+	var d [3]float64
+	for i, p := range m.pids {
+		if p > 0 {
+			d[i] = cpuSeconds(p) - m.start[i]
+		}
+	}
+	return cpuUse{Server: d[0], NATS: d[1], Clients: d[2], HasNATS: m.pids[1] > 0}
+}
+
 // threads is the number of OS threads of a process.
 func threads(pid int) int {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 )
 
@@ -87,15 +88,35 @@ func dockcastLine(line []byte) (frameKind, string) {
 	case bytes.HasPrefix(line, []byte(`{"type":"live"`)):
 		return kindReady, ""
 	case bytes.HasPrefix(line, []byte(`{"type":"error"`)):
-		var f struct {
-			Code string `json:"code"`
-		}
-		if err := json.Unmarshal(line, &f); err != nil || f.Code == "" {
-			return kindError, "undecodable error frame"
-		}
-		return kindError, f.Code
+		code, _ := dockcastError(line)
+		return kindError, code
 	}
 	return kindOther, ""
+}
+
+// dockcastError reads an error frame's code and resume_from_seq (0 when
+// it has none).
+func dockcastError(line []byte) (code string, resume uint64) {
+	var f struct {
+		Code   string `json:"code"`
+		Resume uint64 `json:"resume_from_seq"`
+	}
+	if err := json.Unmarshal(line, &f); err != nil || f.Code == "" {
+		return "undecodable error frame", 0
+	}
+	return f.Code, f.Resume
+}
+
+// withFromSeq is u with its from_seq parameter set to seq.
+func withFromSeq(u string, seq uint64) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", err
+	}
+	q := p.Query()
+	q.Set("from_seq", strconv.FormatUint(seq, 10))
+	p.RawQuery = q.Encode()
+	return p.String(), nil
 }
 
 // eachLine calls fn for every non-empty newline-separated line of frame:

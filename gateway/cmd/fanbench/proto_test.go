@@ -223,3 +223,18 @@ func FuzzScanners(f *testing.F) {
 		})
 	})
 }
+
+func TestDockcastErrorAndResumeURL(t *testing.T) {
+	t.Parallel()
+	code, resume := dockcastError([]byte(`{"type":"error","code":"slow_consumer","message":"m","resume_from_seq":42,"epoch":"1"}`))
+	if code != "slow_consumer" || resume != 42 {
+		t.Fatalf("dockcastError = %q %d", code, resume)
+	}
+	if code, resume := dockcastError([]byte(`{"type":"error","code":"stream_reset"}`)); code != "stream_reset" || resume != 0 {
+		t.Fatalf("dockcastError = %q %d", code, resume)
+	}
+	u, err := withFromSeq("ws://127.0.0.1:1/ws?filter=type%3Dcontainer&from_seq=3", 42)
+	if err != nil || u != "ws://127.0.0.1:1/ws?filter=type%3Dcontainer&from_seq=42" {
+		t.Fatalf("withFromSeq = %q %v", u, err)
+	}
+}

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/events"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dockcast/dockcast/shared/testkit"
@@ -56,14 +56,17 @@ func (o *orchestrator) publisherBench(ctx context.Context) *publisherResult {
 	return r
 }
 
+// pipelineWindow bounds the events emitted and not yet stored: the
+// engine is driven as a closed loop, so that the pipeline runs at the rate
+// it sustains without its queue (10,000 events) overflowing; raw
+// publishes have as many in flight.
+const pipelineWindow = 4096
+
 // pipeline runs bin/publisher against a stand-in engine and times n
 // events from the first emitted to the last stored.
 func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherResult) error {
 	n := r.Events
-	// The engine remembers every event of the run, so that a publisher
-	// that closes its subscription while its queue is full resumes without
-	// a gap (the real engine's 256 would lose events).
-	eng := testkit.StartFakeEngine(b, testkit.FakeEngineOptions{Name: pubNode, Memory: n + 1024})
+	eng := testkit.StartFakeEngine(b, testkit.FakeEngineOptions{Name: pubNode})
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -106,15 +109,27 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 	for k, v := range composeAttrs {
 		attrs[k] = v
 	}
+	var done atomic.Int64 // events stored so far in this run
+	ectx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	start := time.Now()
 	emitted := make(chan error, 1)
 	go func() {
-		emitted <- eng.Burst(ctx, n, 0, func(i int) events.Message {
-			return testkit.Container("start", fmt.Sprintf("%064x", i+1), "shop-api-1", attrs)
-		})
+		for i := 0; i < n; i++ {
+			for int64(i)-done.Load() >= pipelineWindow {
+				if ectx.Err() != nil {
+					emitted <- ectx.Err()
+					return
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+			eng.Emit(testkit.Container("start", fmt.Sprintf("%064x", i+1), "shop-api-1", attrs))
+		}
+		emitted <- nil
 	}()
 	deadline := time.Now().Add(10 * time.Minute)
 	var emitDone time.Duration
+	last, lastChange := before, time.Now()
 	for {
 		select {
 		case err := <-emitted:
@@ -129,14 +144,20 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 		if err != nil {
 			return err
 		}
+		done.Store(int64(got - before))
 		if got-before >= uint64(n) {
 			r.Pipeline = time.Since(start)
 			break
 		}
-		if time.Now().After(deadline) || p.exited() {
-			return fmt.Errorf("%d of %d events stored (publisher exited: %v)", got-before, n, p.exited())
+		if got != last {
+			last, lastChange = got, time.Now()
 		}
-		time.Sleep(5 * time.Millisecond)
+		if stalled := time.Since(lastChange) > 20*time.Second; stalled || time.Now().After(deadline) || p.exited() {
+			r.Dropped, r.Streams = eng.Dropped(), eng.Streams()
+			return fmt.Errorf("%d of %d events stored (nothing new for 20 s: %v; publisher exited: %v); the engine dropped %d events for a slow reader and served %d /events streams",
+				got-before, n, stalled, p.exited(), r.Dropped, r.Streams)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 	if emitDone == 0 {
 		if err := <-emitted; err != nil {
@@ -147,12 +168,15 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 	r.Emitted = emitDone
 	r.Dropped = eng.Dropped()
 	r.Streams = eng.Streams()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
 	if s, err := o.js.Stream(cctx, streamName); err == nil {
 		if m, err := s.GetLastMsgForSubject(cctx, subj); err == nil {
 			r.PipelinePayload = len(m.Data)
 		}
+	}
+	if got, err := stored(); err == nil && got-before != uint64(n) {
+		return fmt.Errorf("%d events stored for %d emitted", got-before, n)
 	}
 	return nil
 }

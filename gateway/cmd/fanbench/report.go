@@ -55,6 +55,7 @@ type flowResult struct {
 	Took                  time.Duration // first publish to last receipt
 	Delivered             float64       // events received per second, all clients
 	Complete              bool
+	CPU                   cpuUse
 }
 
 type heldResult struct {
@@ -66,6 +67,7 @@ type heldResult struct {
 	Burst                        resultMsg
 	Delivered                    float64
 	Complete                     bool
+	CPU                          cpuUse
 }
 
 type stormResult struct {
@@ -158,18 +160,35 @@ func (p *peerResult) cell(sc string, ok bool, f func() string) string {
 	return f()
 }
 
-func flowProblems(f *flowResult) string {
-	if f.Complete {
+// cpuNote says how much CPU the server, nats-server and the clients used
+// for n messages delivered.
+func cpuNote(u cpuUse, n int64) string {
+	if n <= 0 {
 		return ""
 	}
+	s := fmt.Sprintf("CPU: server %.1f s (%.2f µs/msg)", u.Server, u.Server*1e6/float64(n))
+	if u.HasNATS {
+		s += fmt.Sprintf(", nats-server %.1f s", u.NATS)
+	}
+	return s + fmt.Sprintf(", clients %.1f s (%.2f µs/msg)", u.Clients, u.Clients*1e6/float64(n))
+}
+
+func flowProblems(f *flowResult) string {
 	r := f.Result
+	resumed := ""
+	if r.Resumes > 0 {
+		resumed = fmt.Sprintf("; %d slow_consumer disconnects, each resumed with from_seq", r.Resumes)
+	}
+	if f.Complete {
+		return resumed
+	}
 	var errs []string
 	for k, v := range r.Errors {
 		errs = append(errs, fmt.Sprintf("%s ×%d", k, v))
 	}
 	sort.Strings(errs)
-	return fmt.Sprintf(" **incomplete**: %d of %d clients got all %d (min %d, max %d), %d out of order, errors: %s",
-		r.Complete, f.Clients, f.Events, r.Min, r.Max, r.Disorder, strings.Join(errs, ", "))
+	return fmt.Sprintf("%s **incomplete**: %d of %d clients got all %d (min %d, max %d), %d out of order, errors: %s",
+		resumed, r.Complete, f.Clients, f.Events, r.Min, r.Max, r.Disorder, strings.Join(errs, ", "))
 }
 
 func (r *report) markdown() string {
@@ -199,13 +218,14 @@ func (r *report) markdown() string {
 	}
 	row(fmt.Sprintf("flat out: %d clients × %s events, messages/s delivered", sc.FlatClients, num(float64(sc.FlatEvents))), func(p *peerResult) string {
 		return p.cell(scFlat, p.Flat != nil, func() string {
-			return fmt.Sprintf("**%s** (%s; publishing took %s)%s", num(p.Flat.Delivered), secs(p.Flat.Took), secs(p.Flat.Published), flowProblems(p.Flat))
+			return fmt.Sprintf("**%s** (%s; publishing took %s; %s)%s", num(p.Flat.Delivered), secs(p.Flat.Took), secs(p.Flat.Published),
+				cpuNote(p.Flat.CPU, p.Flat.Result.Total), flowProblems(p.Flat))
 		})
 	})
 	row(fmt.Sprintf("%s events/s to %d clients for %v: publish → receipt p50 / p99 / max", num(float64(sc.LatRate)), sc.LatClients, sc.LatDuration), func(p *peerResult) string {
 		return p.cell(scLatency, p.Latency != nil, func() string {
 			l := p.Latency.Result
-			return fmt.Sprintf("%s / **%s** / %s%s", ms(l.P50), ms(l.P99), ms(l.PMax), flowProblems(p.Latency))
+			return fmt.Sprintf("%s / **%s** / %s (%s)%s", ms(l.P50), ms(l.P99), ms(l.PMax), cpuNote(p.Latency.CPU, l.Total), flowProblems(p.Latency))
 		})
 	})
 	row(fmt.Sprintf("memory per idle client: server RSS growth / %s clients", num(float64(sc.IdleClients))), func(p *peerResult) string {
@@ -231,11 +251,8 @@ func (r *report) markdown() string {
 	row(fmt.Sprintf("burst of %d events to the %s held clients: messages/s delivered, p50 / p99", sc.HeldEvents, num(float64(sc.HeldClients))), func(p *peerResult) string {
 		return p.cell(scHeld, p.Held != nil, func() string {
 			h := p.Held
-			s := fmt.Sprintf("**%s** (%s; %s / %s)", num(h.Delivered), secs(h.Took), ms(h.Burst.P50), ms(h.Burst.P99))
-			if !h.Complete {
-				s += flowProblems(&flowResult{Clients: h.Clients, Events: sc.HeldEvents, Result: h.Burst})
-			}
-			return s
+			s := fmt.Sprintf("**%s** (%s; %s / %s; %s)", num(h.Delivered), secs(h.Took), ms(h.Burst.P50), ms(h.Burst.P99), cpuNote(h.CPU, h.Burst.Total))
+			return s + flowProblems(&flowResult{Clients: h.Clients, Events: sc.HeldEvents, Result: h.Burst, Complete: h.Complete})
 		})
 	})
 	w("\n")
@@ -468,9 +485,11 @@ func (r *report) publisherSection(w func(string, ...any)) {
 	w("## Publisher: raw JetStream publishes beside the whole pipeline\n\n")
 	w("Both into the same nats-server and stream. *Raw*: %s acknowledged async publishes (4,096 in flight) of bench payloads (%d bytes), first publish to last ack. ",
 		num(float64(p.Events)), p.RawPayload)
-	w("*Pipeline*: bin/publisher reading a stand-in engine's `/events` (testkit.FakeEngine, serving the Docker API subset the publisher uses, emitting as fast as the publisher reads), ")
-	w("its queue and its acknowledged async publishes: %s container start events with the same attributes (stored payload %d bytes), from the first event emitted to the last one stored.\n\n",
+	w("*Pipeline*: bin/publisher reading a stand-in engine's `/events` (testkit.FakeEngine, serving the Docker API subset the publisher uses), ")
+	w("its queue and its acknowledged async publishes: %s container start events with the same attributes (stored payload %d bytes), from the first event emitted to the last one stored. ",
 		num(float64(p.Events)), p.PipelinePayload)
+	w("The engine is driven as a closed loop with at most %s events emitted and not yet stored (as many as raw has in flight), so that the publisher's queue (10,000 events) never overflows: ", num(pipelineWindow))
+	w("the rate is the one the pipeline sustains; every event must be stored exactly once.\n\n")
 	if p.Err != "" {
 		w("Error: %s\n\n", p.Err)
 	}
@@ -479,7 +498,7 @@ func (r *report) publisherSection(w func(string, ...any)) {
 		w("| raw async acked publish | **%s** | %s |\n", num(float64(p.Events)/p.Raw.Seconds()), secs(p.Raw))
 	}
 	if p.Pipeline > 0 {
-		w("| publisher pipeline | **%s** | %s (the engine had emitted them all after %s; events it dropped for a slow reader: %d; /events streams opened: %d) |\n",
+		w("| publisher pipeline | **%s** | %s (the engine had emitted them all after %s; events it dropped for a slow reader: %d; /events requests: %d) |\n",
 			num(float64(p.Events)/p.Pipeline.Seconds()), secs(p.Pipeline), secs(p.Emitted), p.Dropped, p.Streams)
 	}
 	if p.Raw > 0 && p.Pipeline > 0 {
