@@ -35,6 +35,9 @@
 // BENCH_SCENARIOS (comma list of idle, flat, latency, held, storm,
 // breakdown, publisher), BENCH_PROFILE=<dir> (CPU and allocation profiles
 // of the in-process gateway under the flat-out and latency loads),
+// BENCH_SCALE=Field=value,… (override the sizes of scale in
+// orchestrate.go, e.g. LatClients=50), BENCH_GATEWAY_LOG (the gateways'
+// LOG_LEVEL, default warn), BENCH_KEEP=1 (keep the logs and stores),
 // BENCH_OUT=<file> (where the markdown report goes; a full run writes
 // docs/benchmarks-fanout.md).
 package main

@@ -102,6 +102,7 @@ type orchestrator struct {
 	peers           []string
 	scenarios       []string
 	profileDir      string
+	gatewayLog      string // LOG_LEVEL of the gateways (BENCH_GATEWAY_LOG, default warn)
 	log             io.Writer
 
 	nats    *child
@@ -124,6 +125,9 @@ func runOrchestrator(ctx context.Context, getenv func(string) string, stdout, st
 	o.peers = listEnv(getenv("BENCH_PEERS"), []string{peerDockcast, peerDockcastBatch, peerNATS, peerCentrifugo})
 	o.scenarios = listEnv(getenv("BENCH_SCENARIOS"), []string{scIdle, scFlat, scLatency, scHeld, scStorm, scBreakdown, scPublisher})
 	o.profileDir = getenv("BENCH_PROFILE")
+	if o.gatewayLog = getenv("BENCH_GATEWAY_LOG"); o.gatewayLog == "" {
+		o.gatewayLog = "warn"
+	}
 	if err := o.sc.override(getenv("BENCH_SCALE")); err != nil {
 		return err
 	}
@@ -281,6 +285,12 @@ websocket { listen: "127.0.0.1:%d", no_tls: true }
 	defer cancel()
 	if _, err := o.js.CreateStream(cctx, natsutil.StreamConfig(streamName, 0, -1, 1)); err != nil {
 		return fmt.Errorf("create stream: %w", err)
+	}
+	// The status bucket exists, as a publisher makes it: without it the
+	// gateway's status watch asks for it every second, JetStream API
+	// errors that are no replay's.
+	if _, err := natsutil.EnsureStatusBucket(cctx, o.js, 1); err != nil {
+		return err
 	}
 	o.pub, err = newEventPublisher(o.nc)
 	return err
@@ -512,7 +522,9 @@ func (o *orchestrator) storm(ctx context.Context) *stormResult {
 	}
 	f := g.clients(n, 0)
 	f.dial = r.Dial
+	cpu := startCPU(g.pid(), o.nats.pid(), 0)
 	cr, ready, err := o.startClients(ctx, "dockcast-storm", f)
+	r.CPU = cpu.stop()
 	if err != nil {
 		r.Err = err.Error()
 		return r

@@ -73,7 +73,7 @@ func (g *gatewayPeer) start(ctx context.Context) error {
 	}
 	env := []string{"NATS_URL=" + g.o.natsURL, "GATEWAY_STREAM=" + streamName,
 		"GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(g.port), "GATEWAY_MAX_CLIENTS=19000",
-		"GATEWAY_MAX_CLIENTS_PER_IP=19000", "LOG_LEVEL=warn"}
+		"GATEWAY_MAX_CLIENTS_PER_IP=19000", "LOG_LEVEL=" + g.o.gatewayLog}
 	bin, args := filepath.Join(g.o.root, "bin", "gateway"), []string(nil)
 	if g.inproc {
 		if g.debug, err = freePort(); err != nil {

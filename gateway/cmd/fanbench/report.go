@@ -76,6 +76,7 @@ type stormResult struct {
 	ReplayedMin, ReplayedMax   int
 	Disorder                   int
 	APICalls, APIErrors        int64
+	CPU                        cpuUse // the gateway and nats-server (clients not counted)
 	Err                        string
 }
 
@@ -414,9 +415,9 @@ func (r *report) stormSection(w func(string, ...any)) {
 	if s.Err != "" {
 		w("Error: %s\n\n", s.Err)
 	}
-	w("| clients live | time to all live | events replayed per client (min / max) | out of order | JetStream API calls | per client | API errors |\n|---|---|---|---|---|---|---|\n")
-	w("| %s of %s | **%s** | %d / %d | %d | %s | %.1f | %d |\n\n", num(float64(s.Ready)), num(float64(s.Clients)), secs(s.Took),
-		s.ReplayedMin, s.ReplayedMax, s.Disorder, num(float64(s.APICalls)), float64(s.APICalls)/float64(max(s.Clients, 1)), s.APIErrors)
+	w("| clients live | time to all live | events replayed per client (min / max) | out of order | JetStream API calls | per client | API errors | CPU: gateway / nats-server |\n|---|---|---|---|---|---|---|---|\n")
+	w("| %s of %s | **%s** | %d / %d | %d | %s | %.1f | %d | %.1f s / %.1f s |\n\n", num(float64(s.Ready)), num(float64(s.Clients)), secs(s.Took),
+		s.ReplayedMin, s.ReplayedMax, s.Disorder, num(float64(s.APICalls)), float64(s.APICalls)/float64(max(s.Clients, 1)), s.APIErrors, s.CPU.Server, s.CPU.NATS)
 }
 
 func (r *report) breakdownSection(w func(string, ...any)) {
