@@ -268,8 +268,8 @@ func (r *report) markdown() string {
 			w("Error: %s\n\n", r.Profiles.Err)
 		}
 		for _, l := range r.Profiles.Loads {
-			w("- %s: %s msgs/s delivered, p99 %s; `go tool pprof -top %s %s/%s-cpu.prof`; allocations: `go tool pprof -top -sample_index=alloc_space -diff_base %[5]s/%[6]s-allocs-before.prof %[4]s %[5]s/%[6]s-allocs-after.prof`\n",
-				l.Name, num(l.Flow.Delivered), ms(l.Flow.Result.P99), r.Profiles.Binary, r.Profiles.Dir, l.Name)
+			w("- %s: %s msgs/s delivered, p99 %s (%s)%s; `go tool pprof -top %s %s/%s-cpu.prof`; allocations: `go tool pprof -top -sample_index=alloc_space -diff_base %[7]s/%[8]s-allocs-before.prof %[6]s %[7]s/%[8]s-allocs-after.prof`\n",
+				l.Name, num(l.Flow.Delivered), ms(l.Flow.Result.P99), cpuNote(l.Flow.CPU, l.Flow.Result.Total), flowProblems(l.Flow), r.Profiles.Binary, r.Profiles.Dir, l.Name)
 		}
 		w("\n")
 	}
