@@ -103,6 +103,7 @@ type orchestrator struct {
 	scenarios       []string
 	profileDir      string
 	gatewayLog      string // LOG_LEVEL of the gateways (BENCH_GATEWAY_LOG, default warn)
+	pipelineOpen    bool   // BENCH_PIPELINE_OPEN=1: drive the stand-in engine open loop
 	log             io.Writer
 
 	nats    *child
@@ -125,6 +126,7 @@ func runOrchestrator(ctx context.Context, getenv func(string) string, stdout, st
 	o.peers = listEnv(getenv("BENCH_PEERS"), []string{peerDockcast, peerDockcastBatch, peerNATS, peerCentrifugo})
 	o.scenarios = listEnv(getenv("BENCH_SCENARIOS"), []string{scIdle, scFlat, scLatency, scHeld, scStorm, scBreakdown, scPublisher})
 	o.profileDir = getenv("BENCH_PROFILE")
+	o.pipelineOpen = getenv("BENCH_PIPELINE_OPEN") != ""
 	if o.gatewayLog = getenv("BENCH_GATEWAY_LOG"); o.gatewayLog == "" {
 		o.gatewayLog = "warn"
 	}
@@ -197,8 +199,8 @@ func runOrchestrator(ctx context.Context, getenv func(string) string, stdout, st
 		o.res.Publisher = o.publisherBench(ctx)
 	}
 	o.res.Finished = time.Now()
-	md := o.res.markdown()
-	fmt.Fprint(stdout, md)
+	fmt.Fprint(stdout, o.res.markdown(true))
+	md := o.res.markdown(false)
 	out := getenv("BENCH_OUT")
 	if out == "" && !o.quick && len(getenv("BENCH_PEERS")) == 0 && len(getenv("BENCH_SCENARIOS")) == 0 {
 		out = filepath.Join(o.root, "docs", "benchmarks-fanout.md")

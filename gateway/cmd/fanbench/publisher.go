@@ -66,7 +66,14 @@ const pipelineWindow = 4096
 // events from the first emitted to the last stored.
 func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherResult) error {
 	n := r.Events
-	eng := testkit.StartFakeEngine(b, testkit.FakeEngineOptions{Name: pubNode})
+	mem := 0 // the engine's default, Docker's 256
+	if o.pipelineOpen {
+		// Open loop: the engine emits as fast as the publisher reads and
+		// remembers the whole run, so that a resume after a queue
+		// overflow finds everything.
+		mem = n + 1024
+	}
+	eng := testkit.StartFakeEngine(b, testkit.FakeEngineOptions{Name: pubNode, Memory: mem})
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -116,7 +123,7 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 	emitted := make(chan error, 1)
 	go func() {
 		for i := 0; i < n; i++ {
-			for int64(i)-done.Load() >= pipelineWindow {
+			for !o.pipelineOpen && int64(i)-done.Load() >= pipelineWindow {
 				if ectx.Err() != nil {
 					emitted <- ectx.Err()
 					return

@@ -192,7 +192,9 @@ func flowProblems(f *flowResult) string {
 		resumed, r.Complete, f.Clients, f.Events, r.Min, r.Max, r.Disorder, strings.Join(errs, ", "))
 }
 
-func (r *report) markdown() string {
+// markdown renders the report; the profiles section (local paths) only
+// with withProfiles.
+func (r *report) markdown(withProfiles bool) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	sc := r.Scale
@@ -262,7 +264,7 @@ func (r *report) markdown() string {
 	r.stormSection(w)
 	r.breakdownSection(w)
 	r.publisherSection(w)
-	if r.Profiles != nil {
+	if r.Profiles != nil && withProfiles {
 		w("## Profiles\n\n")
 		if r.Profiles.Err != "" {
 			w("Error: %s\n\n", r.Profiles.Err)
