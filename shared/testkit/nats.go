@@ -39,11 +39,24 @@ func runServer(t testing.TB, opts *server.Options) *server.Server {
 	return ns
 }
 
-// Connect opens a plain NATS connection and a JetStream context to url,
-// closed when the test ends.
-func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+// StartJetStreamTLS is StartJetStream requiring TLS with client
+// certificates signed by files.CA (MakeTLSFiles); its URL is
+// "tls://" + Addr().String().
+func StartJetStreamTLS(t testing.TB, files TLSFiles) *server.Server {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: files.ServerCert, KeyFile: files.ServerKey, CaFile: files.CA, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 5})
+}
+
+// Connect opens a NATS connection (with opts, such as TLS) and a
+// JetStream context to url, closed when the test ends.
+func Connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
