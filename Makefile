@@ -25,8 +25,8 @@ test: test-deps build lint
 		(cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m ./...) || exit 1; \
 	done
 
-# Benchmarks (figures: docs/benchmarks.md, docs/benchmarks-fanout.md and
-# docs/benchmarks-page.md). BENCH_QUICK=1 for a short run. fanbench runs the
+# Benchmarks (figures: docs/benchmarks.md, docs/benchmarks-fanout.md,
+# docs/benchmarks-page.md and docs/scaling.md). BENCH_QUICK=1 for a short run. fanbench runs the
 # gateway side by side with NATS' WebSocket listener and Centrifugo (built
 # into bin/tools when missing) and the publisher beside raw JetStream
 # publishes; see gateway/cmd/fanbench/doc.go for its variables.
@@ -38,6 +38,7 @@ bench: test-deps build bench-tools
 	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/fanbench
 	cd gateway && $(GO) test -run '^$$' -bench Page -benchtime 1x -timeout 15m ./e2e/
 	cd gateway && DOCKCAST_SCREENSHOT=1 $(GO) test -count=1 -run TestPageScreenshot ./e2e/
+	cd publisher && BENCH_QUICK=$(Q) $(GO) test -run '^$$' -bench Sourcing -benchtime 1x -timeout 60m ./embedded/
 
 bench-tools:
 	@./scripts/bench-tools.sh

@@ -33,7 +33,7 @@ func Start(o Options) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	ns, err := server.NewServer(&server.Options{
+	return launch(o, &server.Options{
 		ServerName: "dockcast-publisher",
 		Host:       o.Host,
 		Port:       port,
@@ -41,6 +41,11 @@ func Start(o Options) (*Server, error) {
 		StoreDir:   o.StoreDir,
 		NoSigs:     true,
 	})
+}
+
+// launch starts a server with so and waits until it accepts clients.
+func launch(o Options, so *server.Options) (*Server, error) {
+	ns, err := server.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}

@@ -15,15 +15,22 @@ import (
 // storing in a temporary directory; it is shut down when the test ends.
 func StartJetStream(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{
+	return runServer(t, &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
 	})
+}
+
+// runServer starts an embedded server with opts, waits until it accepts
+// clients and shuts it down when the test ends.
+func runServer(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatalf("new nats server: %v", err)
+		t.Fatalf("new nats server %s: %v", opts.ServerName, err)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready in 10s")
+		t.Fatalf("nats server %s not ready in 10s", opts.ServerName)
 	}
 	t.Cleanup(func() {
 		ns.Shutdown()
@@ -41,20 +48,8 @@ func StartJetStreamTLS(t testing.TB, files TLSFiles) *server.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+	return runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
 		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 5})
-	if err != nil {
-		t.Fatalf("new nats server: %v", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("tls nats server not ready in 10s")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
 }
 
 // Connect opens a NATS connection (with opts, such as TLS) and a
