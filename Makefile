@@ -5,7 +5,7 @@ MODULES := shared publisher gateway
 BIN := $(CURDIR)/bin
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test test-deps lint bench stack stack-down clean
+.PHONY: build run test test-deps lint bench bench-tools stack stack-down clean
 
 build:
 	@mkdir -p $(BIN)
@@ -25,15 +25,23 @@ test: test-deps build lint
 		(cd $$m && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 25m ./...) || exit 1; \
 	done
 
-# Benchmarks (figures: docs/benchmarks.md and docs/benchmarks-page.md).
-# BENCH_QUICK=1 for a short run.
+# Benchmarks (figures: docs/benchmarks.md, docs/benchmarks-fanout.md,
+# docs/benchmarks-page.md and docs/scaling.md). BENCH_QUICK=1 for a short run. fanbench runs the
+# gateway side by side with NATS' WebSocket listener and Centrifugo (built
+# into bin/tools when missing) and the publisher beside raw JetStream
+# publishes; see gateway/cmd/fanbench/doc.go for its variables.
 Q = $(if $(BENCH_QUICK),1,)
-bench: test-deps build
+bench: test-deps build bench-tools
 	cd publisher && $(GO) test -run '^$$' -bench 'WriterBurst|RawAsyncPublish|R3' -benchtime $(if $(Q),10000x,100000x) -count $(if $(Q),1,3) ./stream/
 	cd publisher && $(GO) test -run '^$$' -bench DockerRunToStream -benchtime $(if $(Q),5x,30x) ./app/
-	cd gateway && $(GO) test -run '^$$' -bench Fanout -benchtime $(if $(Q),50x,300x) ./app/
-	cd gateway && BENCH_CLIENTS=$(if $(Q),500,10000) $(GO) run ./cmd/loadtest
+	cd gateway && $(GO) build -o $(BIN)/fanbench ./cmd/fanbench
+	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/fanbench
 	cd gateway && $(GO) test -run '^$$' -bench Page -benchtime 1x -timeout 15m ./e2e/
+	cd gateway && DOCKCAST_SCREENSHOT=1 $(GO) test -count=1 -run TestPageScreenshot ./e2e/
+	cd publisher && BENCH_QUICK=$(Q) $(GO) test -run '^$$' -bench Sourcing -benchtime 1x -timeout 60m ./embedded/
+
+bench-tools:
+	@./scripts/bench-tools.sh
 
 test-deps:
 	@./scripts/test-deps.sh

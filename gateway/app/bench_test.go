@@ -17,7 +17,7 @@ func BenchmarkFanout(b *testing.B) {
 	ns := testkit.StartJetStream(b)
 	_, js := testkit.Connect(b, ns.ClientURL())
 	newStream(b, js, "FANOUT", 0)
-	g := startGateway(b, ns.ClientURL(), "FANOUT", map[string]string{"LOG_LEVEL": "warn"}, app.Options{})
+	g := startGateway(b, ns.ClientURL(), "FANOUT", map[string]string{"LOG_LEVEL": "warn", "GATEWAY_MAX_CLIENTS_PER_IP": "1000"}, app.Options{})
 	const clients = 200
 	var got atomic.Int64
 	var wg sync.WaitGroup

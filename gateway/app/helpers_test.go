@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dockcast/dockcast/gateway/app"
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/config"
-	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/testkit"
@@ -189,7 +189,7 @@ func mkEvent(node, action string, attrs map[string]string) event.Event {
 }
 
 // frame is any server frame.
-type frame = ws.Frame
+type frame = client.Frame
 
 // decodeEvent decodes the payload of an event frame.
 func decodeEvent(t testing.TB, f frame) event.Event {
@@ -254,6 +254,15 @@ func tryRead(c *websocket.Conn, timeout time.Duration) (frame, error) {
 		return frame{}, fmt.Errorf("frame %q: %w", data, err)
 	}
 	return f, nil
+}
+
+func decodeFrame(t testing.TB, data []byte) frame {
+	t.Helper()
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatalf("frame %q: %v", data, err)
+	}
+	return f
 }
 
 // collector reads frames from a connection in the background.

@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/dockcast/dockcast/gateway/app"
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/server"
 	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/natsutil"
@@ -43,28 +43,16 @@ func TestSlowConsumer(t *testing.T) {
 	newStream(t, js, stream, 0)
 	node := testkit.Unique("node")
 	g := startGateway(t, ns.ClientURL(), stream, nil, app.Options{Server: server.Options{
-		WriteWait: time.Minute,
-		PongWait:  2 * time.Minute,
+		WS: ws.Options{WriteWait: time.Minute, PongWait: 2 * time.Minute, Buffer: 8},
 		// Well above a burst of the live feed (it pulls 512 messages at a
 		// time, ~1.2 MB of these events), so that only a stalled client
 		// overflows.
-		Client: ws.Options{MaxQueueBytes: 4 << 20, MelodyBuffer: 8, CloseTimeout: time.Minute},
+		Client: client.Options{MaxQueueBytes: 4 << 20, CloseTimeout: time.Minute},
 	}})
 
 	// The slow client asks the kernel for a small receive buffer, so that
 	// its socket fills quickly.
-	dialer := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			if err != nil {
-				return err
-			}
-			return serr
-		}}
-		return d.Dial(network, addr)
-	}, ReadBufferSize: 1024}
-	slow, _, err := dialer.Dial(g.wsURL(q("filter", "node="+node)), nil)
+	slow, _, err := stallingDialer.Dial(g.wsURL(q("filter", "node="+node)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +114,7 @@ func TestSlowConsumer(t *testing.T) {
 	// a 1008 close.
 	var got []uint64
 	var resume uint64
+	var epoch string
 	for {
 		f, err := tryRead(slow, 60*time.Second)
 		if err != nil {
@@ -145,15 +134,16 @@ func TestSlowConsumer(t *testing.T) {
 			if n := len(got); n >= len(all) || f.Seq != all[n] {
 				t.Fatalf("slow client: event %d is seq %d, want the stream's events in order %v", n, f.Seq, short(all[:min(n+1, len(all))]))
 			}
+			checkID(t, pubs, f)
 			got = append(got, f.Seq)
 		case "error":
-			if f.Code != "slow_consumer" || f.ResumeFromSeq == 0 || f.Message == "" {
+			if f.Code != "slow_consumer" || f.ResumeFromSeq == 0 || f.Message == "" || f.Epoch == "" {
 				t.Fatalf("error frame %+v", f)
 			}
 			if resume > 0 {
 				t.Fatal("two error frames")
 			}
-			resume = f.ResumeFromSeq
+			resume, epoch = f.ResumeFromSeq, f.Epoch
 		default:
 			t.Fatalf("slow client: unexpected frame %+v", f)
 		}
@@ -165,7 +155,7 @@ func TestSlowConsumer(t *testing.T) {
 		t.Fatalf("resume_from_seq %d, but the slow client got %d events and the next is %d", resume, len(got), all[len(got)])
 	}
 	t.Logf("slow client got %d of %d events, resumes from %d", len(got), len(all), resume)
-	again := collect(dial(t, g.wsURL(q("filter", "node="+node, "from_seq", strconv.FormatUint(resume, 10))), nil))
+	again := collect(dial(t, g.wsURL(q("filter", "node="+node, "from_seq", strconv.FormatUint(resume, 10), "epoch", epoch)), nil))
 	testkit.Eventually(t, 60*time.Second, func() error {
 		fs, err := again.snapshot()
 		if err != nil {
@@ -173,6 +163,30 @@ func TestSlowConsumer(t *testing.T) {
 		}
 		return checkFrames(fs, want(t, pubs, resume))
 	})
+	// The ids too: what the slow client got, then the resumed connection,
+	// is every published event once, in order.
+	fs, _ := again.snapshot()
+	for _, f := range fs {
+		if f.Type == "event" {
+			checkID(t, pubs, f)
+		}
+	}
+}
+
+// checkID checks that an event frame carries the event published at its
+// sequence.
+func checkID(t testing.TB, pubs []published, f frame) {
+	t.Helper()
+	ev := decodeEvent(t, f)
+	for _, p := range pubs {
+		if p.seq == f.Seq {
+			if p.ev.ID != ev.ID {
+				t.Fatalf("event %d: id %s, the stream holds %s", f.Seq, ev.ID, p.ev.ID)
+			}
+			return
+		}
+	}
+	t.Fatalf("event %d was never published", f.Seq)
 }
 
 func metricValue(t testing.TB, g *gateway, name string) float64 {
@@ -210,13 +224,13 @@ func TestBadInput(t *testing.T) {
 	newStream(t, js, stream, 0)
 	node := testkit.Unique("node")
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(tokens, []byte("# test tokens\ngood-token-1 docker.events.>\nnarrow-token-1 docker.events."+node+".container.>\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte("# test tokens\ngood-token-0123456789 docker.events.>\nnarrow-token-0123456789 docker.events."+node+".container.>\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := startGateway(t, ns.ClientURL(), stream, map[string]string{
 		"GATEWAY_TOKENS_FILE": tokens, "GATEWAY_MAX_CLIENTS": "3", "GATEWAY_ALLOWED_ORIGINS": "https://app.example.com",
 	}, app.Options{})
-	goodConn := dial(t, g.wsURL(q("token", "good-token-1", "filter", "node="+node)), nil)
+	goodConn := dial(t, g.wsURL(q("token", "good-token-0123456789", "filter", "node="+node)), nil)
 	if f := read(t, goodConn, 30*time.Second); f.Type != "live" {
 		t.Fatalf("good client: %+v", f)
 	}
@@ -228,7 +242,7 @@ func TestBadInput(t *testing.T) {
 	}
 	pub()
 
-	tok := "good-token-1"
+	tok := "good-token-0123456789"
 	cases := []struct {
 		name   string
 		query  string
@@ -254,8 +268,8 @@ func TestBadInput(t *testing.T) {
 		{"missing token", q("filter", "type=container"), nil, 401, "missing token"},
 		{"wrong token", q("token", "nope"), nil, 401, "invalid token"},
 		{"wrong bearer", "", http.Header{"Authorization": {"Bearer nope"}}, 401, "invalid token"},
-		{"token without the right", q("token", "narrow-token-1"), nil, 403, "may not read"},
-		{"token without the right for type", q("token", "narrow-token-1", "filter", "node="+node, "filter", "type=image"), nil, 403, "may not read"},
+		{"token without the right", q("token", "narrow-token-0123456789", "filter", "node=other-node"), nil, 403, "may not read"},
+		{"token without the right for type", q("token", "narrow-token-0123456789", "filter", "node="+node, "filter", "type=image"), nil, 403, "may not read"},
 		{"foreign origin", q("token", tok), http.Header{"Origin": {"https://evil.example.com"}}, 403, "origin"},
 		{"bad origin", q("token", tok), http.Header{"Origin": {"null"}}, 403, "origin"},
 	}
@@ -276,8 +290,9 @@ func TestBadInput(t *testing.T) {
 		query  string
 		header http.Header
 	}{
-		{"narrow token", q("token", "narrow-token-1", "filter", "node="+node, "filter", "type=container"), nil},
-		{"bearer", q("filter", "type=container"), http.Header{"Authorization": {"Bearer good-token-1"}}},
+		{"narrow token", q("token", "narrow-token-0123456789", "filter", "node="+node, "filter", "type=container"), nil},
+		{"narrow token, no filter (narrowed)", q("token", "narrow-token-0123456789"), nil},
+		{"bearer", q("filter", "type=container"), http.Header{"Authorization": {"Bearer good-token-0123456789"}}},
 		{"allowed origin", q("token", tok), http.Header{"Origin": {"https://app.example.com"}}},
 		{"same host", q("token", tok), http.Header{"Origin": {g.base}}},
 	}

@@ -44,9 +44,9 @@ func TestStatusScope(t *testing.T) {
 	put(nodeB, "1")
 
 	tokens := filepath.Join(t.TempDir(), "tokens")
-	body := "all-token-1 docker.events.>\n" +
-		"a-token-1 docker.events." + nodeA + ".>\n" +
-		"narrow-token-1 docker.events." + nodeA + ".container.>\n"
+	body := "all-token-0123456789 docker.events.>\n" +
+		"a-token-0123456789 docker.events." + nodeA + ".>\n" +
+		"narrow-token-0123456789 docker.events." + nodeA + ".container.>\n"
 	if err := os.WriteFile(tokens, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestStatusScope(t *testing.T) {
 	for _, gw := range []struct {
 		conn **websocket.Conn
 		url  string
-	}{{&all, g.wsURL(q("token", "all-token-1"))}, {&anonConn, anon.wsURL("")}} {
+	}{{&all, g.wsURL(q("token", "all-token-0123456789"))}, {&anonConn, anon.wsURL("")}} {
 		testkit.Eventually(t, 30*time.Second, func() error {
 			c, nodes := connect(gw.url)
 			if !sameNodes(nodes, nodeA, nodeB) {
@@ -89,11 +89,11 @@ func TestStatusScope(t *testing.T) {
 			return nil
 		})
 	}
-	a, nodes := connect(g.wsURL(q("token", "a-token-1", "filter", "node="+nodeA)))
+	a, nodes := connect(g.wsURL(q("token", "a-token-0123456789", "filter", "node="+nodeA)))
 	if !sameNodes(nodes, nodeA) {
 		t.Fatalf("token for %s: statuses for %v on connect", nodeA, nodes)
 	}
-	narrow, nodes := connect(g.wsURL(q("token", "narrow-token-1", "filter", "node="+nodeA, "filter", "type=container")))
+	narrow, nodes := connect(g.wsURL(q("token", "narrow-token-0123456789", "filter", "node="+nodeA, "filter", "type=container")))
 	if len(nodes) != 0 {
 		t.Fatalf("token for %s containers only: statuses for %v on connect", nodeA, nodes)
 	}

@@ -7,16 +7,20 @@
 //	<token> <subject-pattern>[,<subject-pattern>...]
 //	sha256:<64 hex digits> <subject-pattern>[,...]
 //
-// <token> is any run of printable, non-space characters; instead of the
-// token itself the file may hold the hex SHA-256 of it, prefixed "sha256:"
-// (for example `printf %s "$TOKEN" | sha256sum`). A subject pattern is a NATS
-// subject with wildcards ('*' one token, '>' the rest), such as
-// docker.events.> (everything) or docker.events.web-1.container.> . A client
-// may use a filter only if every subject of the filter (filter.Subjects) is
-// covered by one of its token's patterns.
+// <token> is any run of at least MinTokenLen printable, non-space
+// characters; instead of the token itself the file may hold the hex
+// SHA-256 of it, prefixed "sha256:" (for example
+// `printf %s "$TOKEN" | sha256sum`). A subject pattern is a NATS subject
+// with wildcards ('*' one token, '>' the rest), such as docker.events.>
+// (everything) or docker.events.web-1.container.> .
+//
+// A client's filter is narrowed to what its token may read (Narrow): a
+// filter that names nothing the token may not read is cut down to the
+// token's patterns; one that names something it may not read is refused.
 //
 // Only SHA-256 hashes are kept in memory; lookups compare hashes in constant
-// time. Entry points: Parse, LoadFile, Tokens.Lookup, Covers, Allowed.
+// time. Entry points: Parse, LoadFile, Tokens.Lookup, Tokens.ByID, Narrow,
+// Intersect, Matches, Covers, Allowed.
 package auth
 
 import (
@@ -29,13 +33,26 @@ import (
 	"os"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // MaxLineLen bounds one line of the tokens file.
 const MaxLineLen = 64 << 10
 
+// MinTokenLen is the shortest token the file may hold (in characters).
+const MinTokenLen = 16
+
+// ID identifies a token: the SHA-256 of it. The zero ID is no token.
+type ID [sha256.Size]byte
+
+// Grant is what a token may read.
+type Grant struct {
+	ID       ID
+	Patterns []string
+}
+
 type entry struct {
-	hash     [sha256.Size]byte
+	hash     ID
 	patterns []string
 }
 
@@ -66,7 +83,7 @@ func Parse(r io.Reader) (*Tokens, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), MaxLineLen)
 	t := &Tokens{}
-	seen := map[[sha256.Size]byte]bool{}
+	seen := map[ID]bool{}
 	n := 0
 	for sc.Scan() {
 		n++
@@ -89,6 +106,9 @@ func Parse(r io.Reader) (*Tokens, error) {
 		} else {
 			if strings.IndexFunc(tok, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 				return nil, fmt.Errorf("line %d: token has non-printable characters", n)
+			}
+			if l := utf8.RuneCountInString(tok); l < MinTokenLen {
+				return nil, fmt.Errorf("line %d: token is %d characters long, at least %d are needed (for example: openssl rand -base64 24)", n, l, MinTokenLen)
 			}
 			e.hash = sha256.Sum256([]byte(tok))
 		}
@@ -135,20 +155,24 @@ func CheckPattern(p string) error {
 	return nil
 }
 
-// Lookup returns the patterns of token, comparing SHA-256 hashes in
-// constant time; ok is false for an unknown token.
-func (t *Tokens) Lookup(token string) (patterns []string, ok bool) {
-	h := sha256.Sum256([]byte(token))
+// Lookup returns the grant of token, comparing SHA-256 hashes in constant
+// time; ok is false for an unknown token.
+func (t *Tokens) Lookup(token string) (Grant, bool) {
+	return t.ByID(sha256.Sum256([]byte(token)))
+}
+
+// ByID returns the grant of the token with id (constant time, as Lookup).
+func (t *Tokens) ByID(id ID) (Grant, bool) {
 	found := -1
 	for i := range t.entries {
-		if subtle.ConstantTimeCompare(h[:], t.entries[i].hash[:]) == 1 {
+		if subtle.ConstantTimeCompare(id[:], t.entries[i].hash[:]) == 1 {
 			found = i
 		}
 	}
 	if found < 0 {
-		return nil, false
+		return Grant{}, false
 	}
-	return t.entries[found].patterns, true
+	return Grant{ID: id, Patterns: t.entries[found].patterns}, true
 }
 
 // Covers reports whether every subject matching the subject filter sub

@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -21,6 +22,8 @@ import (
 // Config is the gateway's configuration.
 type Config struct {
 	shared.Logging
+	// NATSTLS is TLS to NATS: NATS_CA, NATS_CERT, NATS_KEY.
+	shared.NATSTLS
 	// NATSURL is a comma list of NATS server URLs.
 	NATSURL string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 	// NATSCreds is a NATS credentials file, optional.
@@ -37,13 +40,23 @@ type Config struct {
 	// AllowedOrigins is a comma list of browser origins (scheme://host[:port])
 	// allowed to open /ws besides the gateway's own host.
 	AllowedOrigins string `env:"GATEWAY_ALLOWED_ORIGINS"`
-	// MaxClients is the number of WebSocket connections served at once.
+	// MaxClients is the number of client connections served at once.
 	MaxClients int `env:"GATEWAY_MAX_CLIENTS" envDefault:"10000"`
+	// MaxClientsPerIP is the number of client connections served at once
+	// for one address (an IPv6 /64).
+	MaxClientsPerIP int `env:"GATEWAY_MAX_CLIENTS_PER_IP" envDefault:"100"`
+	// TrustedProxies is a comma list of CIDRs (or addresses) of reverse
+	// proxies whose Forwarded / X-Forwarded-For headers name the client.
+	TrustedProxies string `env:"GATEWAY_TRUSTED_PROXIES"`
+	// AdminAddr, when set, is where /metrics is served instead of Addr.
+	AdminAddr string `env:"GATEWAY_ADMIN_ADDR"`
 
 	// Tokens is the parsed tokens file (nil without one), set by Validate.
 	Tokens *auth.Tokens
 	// Origins is AllowedOrigins parsed and normalised, set by Validate.
 	Origins []string
+	// Proxies is TrustedProxies parsed, set by Validate.
+	Proxies []netip.Prefix
 }
 
 // Load reads the configuration with getenv. The error is a
@@ -88,6 +101,54 @@ func (c *Config) Validate(p *shared.Problems) {
 	if c.MaxClients < 1 {
 		p.Add("GATEWAY_MAX_CLIENTS", "must be at least 1, got %d", c.MaxClients)
 	}
+	if c.MaxClientsPerIP < 1 {
+		p.Add("GATEWAY_MAX_CLIENTS_PER_IP", "must be at least 1, got %d", c.MaxClientsPerIP)
+	}
+	proxies, err := ParseProxies(c.TrustedProxies)
+	if err != nil {
+		p.Add("GATEWAY_TRUSTED_PROXIES", "%v", err)
+	}
+	c.Proxies = proxies
+	if c.AdminAddr != "" {
+		if err := checkAddr(c.AdminAddr); err != nil {
+			p.Add("GATEWAY_ADMIN_ADDR", "%v", err)
+		} else if c.AdminAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+			p.Add("GATEWAY_ADMIN_ADDR", "%q is GATEWAY_ADDR too: give the admin listener its own address", c.AdminAddr)
+		}
+	}
+}
+
+// ParseProxies parses GATEWAY_TRUSTED_PROXIES: a comma list of CIDRs or
+// single addresses. An empty string gives none.
+func ParseProxies(s string) ([]netip.Prefix, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for _, raw := range strings.Split(s, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			return nil, fmt.Errorf("empty entry in %q", s)
+		}
+		if strings.Contains(raw, "/") {
+			pfx, err := netip.ParsePrefix(raw)
+			if err != nil || pfx.Addr().Zone() != "" {
+				return nil, fmt.Errorf("%q is not a CIDR like 10.0.0.0/8 or an address", raw)
+			}
+			if pfx.Addr().Is4In6() {
+				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), max(pfx.Bits()-96, 0))
+			}
+			out = append(out, pfx.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(raw)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("%q is not a CIDR like 10.0.0.0/8 or an address", raw)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Access describes who may connect, for the start-up log line.

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockcast/dockcast/gateway/ws"
+	gwclient "github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/testkit"
 	"github.com/docker/docker/api/types/container"
@@ -68,7 +68,7 @@ type wsClient struct {
 	gaps     []string
 }
 
-type frame = ws.Frame
+type frame = gwclient.Frame
 
 func (c *wsClient) follow(ctx context.Context, t testing.TB) {
 	for ctx.Err() == nil {
@@ -161,6 +161,21 @@ func TestComposeStack(t *testing.T) {
 			t.Errorf("compose down: %v\n%s", err, out)
 		}
 	})
+	// Which Compose runs the stack: v2 (`docker compose`) when the Docker
+	// CLI has the plugin (scripts/test-deps.sh installs it), else v1.
+	version, err := c.run(time.Minute, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, _, _ = strings.Cut(strings.TrimSpace(version), "\n")
+	major := "v1"
+	if strings.HasPrefix(version, "Docker Compose version v2.") {
+		major = "v2"
+	}
+	t.Logf("compose %s ran the stack: %s", major, version)
+	if want := os.Getenv("DOCKCAST_COMPOSE"); want != "" && want != major {
+		t.Fatalf("DOCKCAST_COMPOSE=%s, but scripts/compose.sh ran compose %s (%s)", want, major, version)
+	}
 	c.must("up", "-d")
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
 	waitHTTP(t, base+"/readyz")

@@ -10,9 +10,17 @@
 //   - TestPageResumesAcrossGatewayRestart: the gateway restarted while
 //     containers run; the page resumes with from_seq and shows each event of
 //     the stream exactly once.
-//   - TestPageScreenshot: writes docs/page.png (1280x800) with real events,
-//     the README's screenshot.
-//   - TestPageAsksForToken: with a tokens file the page asks for a token.
+//   - TestPageScreenshot: a screenshot (1280x800) with real events, written
+//     to docs/page.png (the README's) only when DOCKCAST_SCREENSHOT is set
+//     (make bench).
+//   - TestPageAsksForToken: with a tokens file the page asks for a token and
+//     sends it as the dockcast.token.<base64url> subprotocol, not in the URL.
+//   - TestPageStreamResetAndPoison (gateway and NATS only, events published
+//     by the test): messages that are not valid events pass without a
+//     reconnect; the stream deleted and made again ends a WebSocket client
+//     with stream_reset and the page starts over on the new stream.
+//   - TestTokenRevokedOnSIGHUP: SIGHUP re-reads the tokens file; a removed
+//     token's sessions end with token_revoked and the page asks again.
 //   - BenchmarkPage (make bench): page load to first event row, and the
 //     event rate the page keeps up with; written to docs/benchmarks-page.md.
 //   - TestComposeStack: builds the stack's images (scripts/stack-images.sh),

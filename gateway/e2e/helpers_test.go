@@ -236,6 +236,10 @@ type pageStats struct {
 	Connects        int      `json:"connects"`
 	SlowConsumer    int      `json:"slowConsumer"`
 	Gaps            int      `json:"gaps"`
+	Resets          int      `json:"resets"`
+	Epoch           string   `json:"epoch"`
+	URL             string   `json:"url"`
+	Protocol        string   `json:"protocol"`
 }
 
 func (b *browser) rows() ([]pageRow, error) {

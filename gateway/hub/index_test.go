@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server/gsl"
 
-	"github.com/dockcast/dockcast/gateway/ws"
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/filter"
 )
@@ -34,20 +34,20 @@ func FuzzIndexCoversMatch(f *testing.F) {
 			return
 		}
 		ev := event.New(node, typ, action, detail, "abc123", attrs, time.Unix(1, 0))
-		idx := gsl.NewSublist[*ws.Client]()
-		c := ws.NewClient(flt, flt.Subjects(), ws.Options{}, nil)
-		for _, s := range c.Subjects {
+		idx := gsl.NewSublist[*client.Client]()
+		c := client.New(client.Spec{Filter: flt, Subjects: flt.Subjects(), Exact: true}, client.Options{})
+		for _, s := range c.Spec.Subjects {
 			if err := idx.Insert(s, c); err != nil {
 				t.Fatalf("insert %q: %v", s, err)
 			}
 		}
 		n := 0
-		idx.Match(ev.Subject(), func(*ws.Client) { n++ })
+		idx.Match(ev.Subject(), func(*client.Client) { n++ })
 		if flt.Match(&ev) && n == 0 {
-			t.Fatalf("filter %q matches %s but the index does not (subjects %v)", filt, ev.Subject(), c.Subjects)
+			t.Fatalf("filter %q matches %s but the index does not (subjects %v)", filt, ev.Subject(), c.Spec.Subjects)
 		}
 		if n > 1 {
-			t.Fatalf("client matched %d times for %s (subjects %v)", n, ev.Subject(), c.Subjects)
+			t.Fatalf("client matched %d times for %s (subjects %v)", n, ev.Subject(), c.Spec.Subjects)
 		}
 	})
 }

@@ -51,7 +51,7 @@ func TestWatchdogNoFalseReset(t *testing.T) {
 	var logs lockedBuffer
 	h := New(js, "WATCHDOG", slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	h.CheckInterval = time.Millisecond
-	h.RetryWait = time.Millisecond
+	h.RetryWait, h.MaxRetryWait = time.Millisecond, time.Millisecond
 	rctx, rcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

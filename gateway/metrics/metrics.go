@@ -22,6 +22,19 @@ type Metrics struct {
 	ReplayCatchup   prometheus.Histogram
 	AuthFailures    *prometheus.CounterVec
 	LiveSeq         prometheus.Gauge
+	// InvalidMessages counts stream messages that are not valid events
+	// (skipped for every client), each once.
+	InvalidMessages prometheus.Counter
+	// ReplaysWaiting is the number of replays waiting for a slot.
+	ReplaysWaiting prometheus.Gauge
+	// ReplayTurns counts the turns replays took in a slot.
+	ReplayTurns prometheus.Counter
+	// Refused counts connections refused by a limit, by reason.
+	Refused *prometheus.CounterVec
+	// TokenReloads counts tokens file reloads (SIGHUP), by result.
+	TokenReloads *prometheus.CounterVec
+	// Revoked counts sessions closed because their token was revoked.
+	Revoked prometheus.Counter
 }
 
 // New registers the metrics in a new registry.
@@ -46,9 +59,22 @@ func New() *Metrics {
 			Help: "Refused /ws requests by reason."}, []string{"reason"}),
 		LiveSeq: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "live_seq",
 			Help: "Last stream sequence received by the live feed."}),
+		InvalidMessages: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "invalid_messages_total",
+			Help: "Stream messages that are not valid events (not UTF-8, not JSON, not payload v1), skipped for every client."}),
+		ReplaysWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "replays_waiting",
+			Help: "Replays waiting for a replay slot."}),
+		ReplayTurns: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "replay_turns_total",
+			Help: "Turns replays took in a replay slot (each reads at most its budget)."}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "refused_total",
+			Help: "Connections refused or closed by a limit, by reason."}, []string{"reason"}),
+		TokenReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "token_reloads_total",
+			Help: "Tokens file reloads on SIGHUP, by result (ok, error)."}, []string{"result"}),
+		Revoked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "sessions_revoked_total",
+			Help: "Sessions closed with token_revoked after a tokens file reload."}),
 	}
 	m.Registry.MustRegister(m.Clients, m.MessagesSent, m.BytesSent, m.SlowConsumers, m.ReplaysInFlight,
-		m.ReplayCatchup, m.AuthFailures, m.LiveSeq,
+		m.ReplayCatchup, m.AuthFailures, m.LiveSeq, m.InvalidMessages, m.ReplaysWaiting, m.ReplayTurns,
+		m.Refused, m.TokenReloads, m.Revoked,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,25 +7,29 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/config"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
 	"github.com/dockcast/dockcast/gateway/server"
-	"github.com/dockcast/dockcast/gateway/ws"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
 
-type frame = ws.Frame
+type frame = client.Frame
 
 // fixture is a gateway (hub, replayer, server) over a stream keeping
 // at most maxMsgs messages, holding 1..maxMsgs.
@@ -34,9 +38,21 @@ type fixture struct {
 	rp   *replay.Replayer
 	url  string
 	node string
+	pad  string            // added to every event, to make it bigger
+	ids  map[uint64]string // event id by stream sequence, of every publish
+	mu   sync.Mutex
+	m    *metrics.Metrics
 }
 
 func newFixture(t *testing.T, maxMsgs int64) *fixture {
+	return newFixtureOpts(t, maxMsgs, 0, server.Options{}, 4, false)
+}
+
+// newFixtureOpts: pad bytes in every event, server options, replay slots;
+// tinySend gives every accepted connection a 4 KiB send buffer, so that a
+// client that does not read leaves frames queued in the gateway at once
+// (the kernel would otherwise absorb megabytes).
+func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slots int, tinySend bool) *fixture {
 	t.Helper()
 	ns := testkit.StartJetStream(t)
 	_, js := testkit.Connect(t, ns.ClientURL())
@@ -48,7 +64,7 @@ func newFixture(t *testing.T, maxMsgs int64) *fixture {
 	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{js: js, node: testkit.Unique("node")}
+	f := &fixture{js: js, node: testkit.Unique("node"), pad: strings.Repeat("p", pad), ids: map[uint64]string{}, m: metrics.New()}
 	f.publish(t, int(maxMsgs))
 	log := testkit.Logger(t)
 	h := hub.New(js, "AGED", log, nil)
@@ -58,9 +74,13 @@ func newFixture(t *testing.T, maxMsgs int64) *fixture {
 		defer close(done)
 		_ = h.Run(hctx)
 	}()
-	f.rp = replay.New(js, "AGED", h, 4, log, nil)
-	srv := server.NewServer(log, config.Config{MaxClients: 10}, server.Deps{Hub: h, Replayer: f.rp, Metrics: metrics.New()})
-	hs := httptest.NewServer(srv)
+	f.rp = replay.New(js, "AGED", h, slots, log, f.m)
+	srv := server.NewServer(log, config.Config{MaxClients: 100, MaxClientsPerIP: 100}, server.Deps{Hub: h, Replayer: f.rp, Metrics: f.m, Options: o})
+	hs := httptest.NewUnstartedServer(srv)
+	if tinySend {
+		hs.Listener = testkit.SmallSendBuffers(hs.Listener)
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
@@ -81,19 +101,22 @@ func newFixture(t *testing.T, maxMsgs int64) *fixture {
 
 func (f *fixture) publish(t *testing.T, n int) {
 	for i := 0; i < n; i++ {
-		ev := event.New(f.node, "container", "start", "", fmt.Sprintf("%064d", i), map[string]string{"name": "c"}, time.Now())
+		ev := event.New(f.node, "container", "start", "", fmt.Sprintf("%064d", i), map[string]string{"name": "c", "pad": f.pad}, time.Now())
 		data, err := ev.Marshal()
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err = f.js.Publish(ctx, ev.Subject(), data)
+		ack, err := f.js.Publish(ctx, ev.Subject(), data)
 		cancel()
 		if err != nil {
 			t.Error(err)
 			return
 		}
+		f.mu.Lock()
+		f.ids[ack.Sequence] = ev.ID
+		f.mu.Unlock()
 	}
 }
 
@@ -156,7 +179,7 @@ func TestGapAfterConsumerCreated(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 50) // stream holds 1..50
 	var once atomic.Bool
-	replay.SetHook(f.rp, func(stage string) {
+	replay.SetHook(f.rp, func(stage string, _ *client.Client) {
 		if stage == "created" && once.CompareAndSwap(false, true) {
 			f.publish(t, 10) // now 11..60
 		}
@@ -193,7 +216,7 @@ func TestReplayLostAfterEvents(t *testing.T) {
 	f := newFixture(t, 50)
 	f.rp.Batch = 5
 	var fetches atomic.Int32
-	replay.SetHook(f.rp, func(stage string) {
+	replay.SetHook(f.rp, func(stage string, _ *client.Client) {
 		if stage == "fetch" && fetches.Add(1) == 2 { // after events 1..5
 			f.publish(t, 20) // now 21..70
 		}
@@ -239,4 +262,12 @@ func TestReplayLostAfterEvents(t *testing.T) {
 	if got := seqs(fs); !equal(got, span(21, live)) {
 		t.Fatalf("after reconnecting: replayed %v, want 21..%d", got, live)
 	}
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
 }

@@ -1,13 +1,16 @@
-// Package server is the gateway's HTTP surface: NewServer builds one
+// Package server is the gateway's HTTP surface. NewServer builds one
 // handler with every route (GET / the live page, /ws, /healthz, /readyz,
-// /metrics). /ws answers bad queries (400), missing or wrong tokens and
-// anonymous clients outside loopback (401), tokens without the right,
-// foreign origins and anonymous browser requests through a host name that
-// DNS rebinding could forge (403) and a full house (503) before any upgrade; then
-// melody runs the WebSocket, with every write under a deadline and a 4 KiB
-// read limit (a bigger frame closes the connection with 1009).
+// /metrics unless GATEWAY_ADMIN_ADDR moves it to AdminHandler) and the one
+// admission every client transport goes through (Admit: parse, origin,
+// authorize with token narrowing, limits), producing an Admitted value;
+// /ws hands it to the WebSocket transport (package ws) and starts the
+// client live or through a replay. Around the handler: Guard bounds the
+// connections still in their handshake, ConfigureHTTP sets header and
+// time limits, and every request URL is bounded (414).
 //
-// Entry points: NewServer, Server.Shutdown.
+// Entry points: NewServer, Server.Admit, Server.Shutdown,
+// Server.ReloadTokens, Server.AdminHandler, Guard, ConnContext,
+// ConfigureHTTP, PeerOf, ParseQuery.
 package server
 
 import (
@@ -15,35 +18,39 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
-	"strings"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/olahol/melody"
-
 	"github.com/dockcast/dockcast/gateway/auth"
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/config"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
-	"github.com/dockcast/dockcast/gateway/query"
 	"github.com/dockcast/dockcast/gateway/replay"
 	"github.com/dockcast/dockcast/gateway/web"
 	"github.com/dockcast/dockcast/gateway/ws"
 )
 
-// MaxMessageSize is the largest frame a client may send.
-const MaxMessageSize = 4096
+// Limits on a request.
+const (
+	// MaxURLBytes bounds a request's URL (414 beyond).
+	MaxURLBytes = 8 << 10
+	// MaxHeaderBytes bounds a request's header, request line included
+	// (431 beyond; Go's default is 1 MiB).
+	MaxHeaderBytes = 16 << 10
+)
 
-// Options tune the WebSocket side; zero values take the defaults.
+// Options tune the server; zero values take the defaults.
 type Options struct {
-	WriteWait  time.Duration // deadline of every write (default 10s)
-	PongWait   time.Duration // a client silent this long is dropped (default 60s)
-	PingPeriod time.Duration // ping interval (default 54s, < PongWait)
-	Client     ws.Options    // queue limits
+	WS ws.Options
+	// Client sizes each client's queue; its Credits follow WS.
+	Client client.Options
+	// AuthLimit bounds failed token checks per address.
+	AuthLimit AuthLimit
 }
 
 // Deps are the parts the server serves from.
@@ -58,79 +65,92 @@ type Deps struct {
 
 // Server is the gateway's HTTP handler.
 type Server struct {
-	log     *slog.Logger
-	cfg     config.Config
-	deps    Deps
-	opts    Options
-	mux     *http.ServeMux
-	m       *melody.Melody
-	active  atomic.Int64
-	closing atomic.Bool
-	wg      sync.WaitGroup // /ws handlers and replays
-	clients sync.Map       // *ws.Client -> struct{}: connected clients
+	log        *slog.Logger
+	cfg        config.Config
+	deps       Deps
+	clientOpts client.Options
+	mux        *http.ServeMux
+	ws         *ws.Transport
+	tokens     atomic.Pointer[auth.Tokens]
+	perAddr    *perAddr
+	authLimit  *authLimiter
+	active     atomic.Int64
+	closing    atomic.Bool
+	ctx        context.Context // replays; cancelled when Shutdown ends
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup // connections and replays
+	clients    sync.Map       // *client.Client -> *Admitted: connected clients
 }
-
-const keyClient, keyRequest = "client", "request"
 
 // NewServer builds the handler.
 func NewServer(log *slog.Logger, cfg config.Config, deps Deps) *Server {
 	o := deps.Options
-	if o.WriteWait <= 0 {
-		o.WriteWait = 10 * time.Second
+	s := &Server{log: log.With("component", "server"), cfg: cfg, deps: deps, mux: http.NewServeMux(),
+		perAddr: newPerAddr(max(cfg.MaxClientsPerIP, 1)), authLimit: newAuthLimiter(o.AuthLimit)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.Tokens != nil {
+		s.tokens.Store(cfg.Tokens)
 	}
-	if o.PongWait <= 0 {
-		o.PongWait = 60 * time.Second
-	}
-	if o.PingPeriod <= 0 || o.PingPeriod >= o.PongWait {
-		o.PingPeriod = o.PongWait * 9 / 10
-	}
-	o.Client = o.Client.Defaults()
-	s := &Server{log: log.With("component", "server"), cfg: cfg, deps: deps, opts: o, mux: http.NewServeMux()}
-
-	m := melody.New()
-	m.Config.WriteWait = o.WriteWait
-	m.Config.PongWait = o.PongWait
-	m.Config.PingPeriod = o.PingPeriod
-	m.Config.MaxMessageSize = MaxMessageSize
-	m.Config.MessageBufferSize = o.Client.MelodyBuffer
-	m.Upgrader.CheckOrigin = s.originAllowed
-	m.Upgrader.WriteBufferPool = &sync.Pool{}
-	m.HandleConnect(s.connected)
-	m.HandleDisconnect(s.disconnected)
-	m.HandleSentMessage(func(sess *melody.Session, msg []byte) {
-		if c := client(sess); c != nil {
-			c.Sent()
-		}
+	s.ws = ws.New(log, o.WS, ws.Hooks{Connected: s.connected, Disconnected: s.disconnected, Written: func(n int) {
 		if deps.Metrics != nil {
 			deps.Metrics.MessagesSent.Inc()
-			deps.Metrics.BytesSent.Add(float64(len(msg)))
+			deps.Metrics.BytesSent.Add(float64(n))
 		}
-	})
-	m.HandleError(func(sess *melody.Session, err error) {
-		if errors.Is(err, melody.ErrMessageBufferFull) {
-			s.log.Error("melody buffer full: a frame was dropped", "remote", sess.Request.RemoteAddr)
-			return
-		}
-		s.log.Debug("websocket", "remote", sess.Request.RemoteAddr, "err", err)
-	})
-	s.m = m
+	}})
+	s.clientOpts = o.Client
+	s.clientOpts.Credits = s.ws.Credits()
+	s.clientOpts = s.clientOpts.Defaults()
 
 	s.mux.Handle("GET /", web.Handler())
 	s.mux.HandleFunc("GET /ws", s.serveWS)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = fmt.Fprintln(w, "ok")
-	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	if deps.Metrics != nil {
+	s.health(s.mux)
+	if deps.Metrics != nil && cfg.AdminAddr == "" {
 		s.mux.Handle("GET /metrics", deps.Metrics.Handler())
 	}
 	return s
 }
 
-// ServeHTTP serves every route.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) health(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+}
 
-// Clients is the number of /ws connections being served.
+// AdminHandler serves /metrics, /healthz and /readyz, for
+// GATEWAY_ADMIN_ADDR.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	if s.deps.Metrics != nil {
+		mux.Handle("GET /metrics", s.deps.Metrics.Handler())
+	}
+	s.health(mux)
+	return mux
+}
+
+// ServeHTTP serves every route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	headerRead(r)
+	if len(r.RequestURI) > MaxURLBytes {
+		s.count("", "uri_too_long")
+		http.Error(w, fmt.Sprintf("request URL longer than %d bytes", MaxURLBytes), http.StatusRequestURITooLong)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// ConfigureHTTP sets the limits of the http.Server serving the gateway:
+// header size and read timeouts, and the ConnContext of Guard.
+func ConfigureHTTP(hs *http.Server) {
+	hs.MaxHeaderBytes = MaxHeaderBytes
+	hs.ReadHeaderTimeout = 10 * time.Second
+	hs.ReadTimeout = 30 * time.Second
+	hs.WriteTimeout = 30 * time.Second
+	hs.IdleTimeout = time.Minute
+	hs.ConnContext = ConnContext
+}
+
+// Clients is the number of client connections being served.
 func (s *Server) Clients() int { return int(s.active.Load()) }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
@@ -145,208 +165,147 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = fmt.Fprintln(w, "ready")
 }
 
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, code int, reason, metric string) {
-	if metric != "" && s.deps.Metrics != nil {
-		s.deps.Metrics.AuthFailures.WithLabelValues(metric).Inc()
+func (s *Server) count(authReason, limitReason string) {
+	if s.deps.Metrics == nil {
+		return
 	}
-	if code == http.StatusUnauthorized {
+	if authReason != "" {
+		s.deps.Metrics.AuthFailures.WithLabelValues(authReason).Inc()
+	}
+	if limitReason != "" {
+		s.deps.Metrics.Refused.WithLabelValues(limitReason).Inc()
+	}
+}
+
+// refuse answers a refused request.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, ref *Refusal) {
+	s.count(ref.Auth, ref.Limit)
+	switch {
+	case ref.Status == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dockcast"`)
+	case ref.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(ref.RetryAfter.Round(time.Second)/time.Second))))
 	}
-	s.log.Debug("ws refused", "remote", r.RemoteAddr, "status", code, "reason", reason)
-	http.Error(w, reason, code)
+	s.log.Debug("request refused", "remote", r.RemoteAddr, "status", ref.Status, "reason", ref.Reason)
+	http.Error(w, ref.Reason, ref.Status)
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+	a, ref := s.Admit(r)
+	if ref != nil {
+		s.refuse(w, r, ref)
 		return
 	}
-	req, err := query.Parse(r.URL.Query(), time.Now())
-	if err != nil {
-		s.fail(w, r, http.StatusBadRequest, err.Error(), "")
-		return
-	}
-	if origin := r.Header.Get("Origin"); origin != "" && !s.originAllowed(r) {
-		s.fail(w, r, http.StatusForbidden, fmt.Sprintf("origin %q is not allowed (same host only, or GATEWAY_ALLOWED_ORIGINS)", truncate(origin)), "origin")
-		return
-	}
-	if origin := r.Header.Get("Origin"); origin != "" && s.cfg.Tokens == nil && !s.originListed(origin) && !localHost(r.Host) {
-		s.fail(w, r, http.StatusForbidden, fmt.Sprintf("anonymous browser access through host name %q is refused to prevent DNS rebinding: open the page by IP address or localhost, or list the origin in GATEWAY_ALLOWED_ORIGINS, or set GATEWAY_TOKENS_FILE", truncate(r.Host)), "rebinding")
-		return
-	}
-	patterns, code, reason, metric := s.authorize(r, req)
-	if code != 0 {
-		s.fail(w, r, code, reason, metric)
-		return
-	}
-	if s.closing.Load() {
-		http.Error(w, "gateway is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	if !s.deps.Hub.Started() {
-		http.Error(w, "not ready: not yet attached to the event stream", http.StatusServiceUnavailable)
-		return
-	}
-	if n := s.active.Add(1); n > int64(s.cfg.MaxClients) {
-		s.active.Add(-1)
-		http.Error(w, fmt.Sprintf("too many clients (GATEWAY_MAX_CLIENTS=%d)", s.cfg.MaxClients), http.StatusServiceUnavailable)
-		return
-	}
-	defer s.active.Add(-1)
+	defer a.Release()
 	s.wg.Add(1)
 	defer s.wg.Done()
-	c := ws.NewClient(req.Filter, req.Subjects, s.opts.Client, func(resume uint64) {
+	spec := a.Spec
+	spec.OnSlow = func(resume uint64) {
 		if s.deps.Metrics != nil {
 			s.deps.Metrics.SlowConsumers.Inc()
 		}
-		s.log.Info("slow consumer disconnected", "remote", r.RemoteAddr, "resume_from_seq", resume)
-	})
-	c.Patterns = patterns
-	keys := map[string]any{keyClient: c, keyRequest: req}
-	if err := s.m.HandleRequestWithKeys(w, r, keys); err != nil {
+		s.log.Info("slow consumer disconnected", "remote", a.Peer.String(), "resume_from_seq", resume)
+	}
+	c := client.New(spec, s.clientOpts)
+	s.clients.Store(c, a)
+	defer s.clients.Delete(c)
+	// A tokens file reloaded since admission may have revoked the token:
+	// ReloadTokens did not see this client yet.
+	if cur := s.tokens.Load(); cur != a.tokens && !s.stillGranted(cur, c) {
+		s.refuse(w, r, &Refusal{Status: http.StatusUnauthorized, Auth: "invalid_token", Reason: "invalid token"})
+		return
+	}
+	if err := s.ws.Serve(w, r, c); err != nil {
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 	}
 }
 
-// authorize returns the token's subject patterns (nil: anonymous, may read
-// everything) and 0, or the refusal's status, reason and metric label.
-func (s *Server) authorize(r *http.Request, req query.Request) ([]string, int, string, string) {
-	token := req.Token
-	if token == "" {
-		if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			token = strings.TrimSpace(h[7:])
-		}
-	}
-	if s.cfg.Tokens != nil {
-		if token == "" {
-			return nil, http.StatusUnauthorized, "missing token: pass ?token=… or an Authorization: Bearer header", "missing_token"
-		}
-		patterns, ok := s.cfg.Tokens.Lookup(token)
-		if !ok {
-			return nil, http.StatusUnauthorized, "invalid token", "invalid_token"
-		}
-		if err := auth.Allowed(patterns, req.Subjects); err != nil {
-			return nil, http.StatusForbidden, err.Error(), "forbidden"
-		}
-		return patterns, 0, "", ""
-	}
-	if !s.cfg.AllowAnonymous && !loopback(r.RemoteAddr) {
-		return nil, http.StatusUnauthorized, "anonymous access is limited to loopback clients (the operator may set GATEWAY_TOKENS_FILE or GATEWAY_ALLOW_ANONYMOUS=true)", "not_loopback"
-	}
-	return nil, 0, "", ""
-}
-
-func loopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// originAllowed accepts requests without Origin, from the gateway's own
-// host, or from GATEWAY_ALLOWED_ORIGINS.
-func (s *Server) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	norm, err := config.NormaliseOrigin(origin)
-	if err != nil {
-		return false
-	}
-	if u, err := url.Parse(norm); err == nil && strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	return s.originListed(origin)
-}
-
-// originListed reports whether origin is in GATEWAY_ALLOWED_ORIGINS.
-func (s *Server) originListed(origin string) bool {
-	norm, err := config.NormaliseOrigin(origin)
-	if err != nil {
-		return false
-	}
-	for _, o := range s.cfg.Origins {
-		if o == norm {
-			return true
-		}
-	}
-	return false
-}
-
-// localHost reports whether a Host header names the gateway by an IP
-// literal, localhost or a *.localhost name: names a DNS rebinding attack
-// cannot point at the gateway. Anonymous browser requests (no tokens file)
-// must use one of them unless their origin is listed explicitly, because
-// the same-host origin check alone accepts a page at http://evil.com:8080
-// whose name was re-pointed to 127.0.0.1.
-func localHost(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	} else if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
-		host = host[1 : len(host)-1]
-	}
-	if host == "" {
-		return false
-	}
-	if net.ParseIP(host) != nil {
-		return true
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	return host == "localhost" || strings.HasSuffix(host, ".localhost")
-}
-
-func client(sess *melody.Session) *ws.Client {
-	v, ok := sess.Get(keyClient)
-	if !ok {
-		return nil
-	}
-	return v.(*ws.Client)
-}
-
-func (s *Server) connected(sess *melody.Session) {
-	c := client(sess)
-	c.Attach(sess)
-	s.clients.Store(c, struct{}{})
-	if s.closing.Load() {
-		c.Close(melody.CloseGoingAway, "gateway shutting down", nil)
-	}
+// connected starts a client whose transport is attached: live at once,
+// or through a replay.
+func (s *Server) connected(c *client.Client) {
 	if s.deps.Metrics != nil {
 		s.deps.Metrics.Clients.Inc()
 	}
-	v, _ := sess.Get(keyRequest)
-	req := v.(query.Request)
-	if !req.Replay() {
+	if s.closing.Load() {
+		c.End(client.Shutdown, "gateway shutting down")
+		return
+	}
+	v, ok := s.clients.Load(c)
+	if !ok {
+		return
+	}
+	q := v.(*Admitted).Query
+	if !q.Replay() {
 		s.deps.Hub.JoinLive(c)
 		return
 	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		_ = s.deps.Replayer.Run(c, req.FromSeq, req.Since)
+		_ = s.deps.Replayer.Run(s.ctx, c, replay.Request{FromSeq: q.FromSeq, Epoch: q.Epoch, Since: q.Since})
 	}()
 }
 
-func (s *Server) disconnected(sess *melody.Session) {
-	c := client(sess)
-	c.Disconnected()
-	s.clients.Delete(c)
+func (s *Server) disconnected(c *client.Client) {
 	s.deps.Hub.Leave(c)
 	if s.deps.Metrics != nil {
 		s.deps.Metrics.Clients.Dec()
 	}
 }
 
-// Shutdown refuses new clients, sends every client a 1001 close frame and
-// waits until they are gone or ctx ends; then it closes what is left.
+// stillGranted reports whether c's token is in tokens with the same rights.
+func (s *Server) stillGranted(tokens *auth.Tokens, c *client.Client) bool {
+	if tokens == nil {
+		return c.Spec.Token == auth.ID{}
+	}
+	g, ok := tokens.ByID(c.Spec.Token)
+	return ok && slices.Equal(g.Patterns, c.Spec.Patterns)
+}
+
+// ReloadTokens reads GATEWAY_TOKENS_FILE again (on SIGHUP). When it is
+// valid it replaces the tokens, and every session whose token is gone, or
+// whose token's patterns changed, ends with token_revoked (1008); when it
+// is not, the previous tokens stay and the error says why.
+func (s *Server) ReloadTokens() error {
+	if s.cfg.TokensFile == "" {
+		return errors.New("no GATEWAY_TOKENS_FILE to reload")
+	}
+	t, err := auth.LoadFile(s.cfg.TokensFile)
+	if err != nil {
+		if s.deps.Metrics != nil {
+			s.deps.Metrics.TokenReloads.WithLabelValues("error").Inc()
+		}
+		return fmt.Errorf("GATEWAY_TOKENS_FILE not reloaded, the previous tokens stay in force: %w", err)
+	}
+	s.tokens.Store(t)
+	revoked := 0
+	s.clients.Range(func(k, _ any) bool {
+		c := k.(*client.Client)
+		if s.stillGranted(t, c) {
+			return true
+		}
+		reason := "the token was removed from the gateway's tokens file"
+		if _, ok := t.ByID(c.Spec.Token); ok {
+			reason = "the token's rights changed in the gateway's tokens file"
+		}
+		c.End(client.TokenRevoked, reason)
+		revoked++
+		return true
+	})
+	if s.deps.Metrics != nil {
+		s.deps.Metrics.TokenReloads.WithLabelValues("ok").Inc()
+		s.deps.Metrics.Revoked.Add(float64(revoked))
+	}
+	s.log.Info("tokens file reloaded", "tokens", t.Len(), "sessions_revoked", revoked)
+	return nil
+}
+
+// Shutdown refuses new clients, sends every client a 1001 close and waits
+// until they are gone or ctx ends; then it closes what is left.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.closing.Store(true)
 	s.clients.Range(func(k, _ any) bool {
-		k.(*ws.Client).Close(melody.CloseGoingAway, "gateway shutting down", nil)
+		k.(*client.Client).End(client.Shutdown, "gateway shutting down")
 		return true
 	})
 	done := make(chan struct{})
@@ -356,20 +315,10 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}()
 	select {
 	case <-done:
-		return
 	case <-ctx.Done():
+		s.ws.Abort()
+		s.cancel()
+		<-done
 	}
-	if sessions, err := s.m.Sessions(); err == nil {
-		for _, sess := range sessions {
-			_ = sess.WebsocketConnection().Close()
-		}
-	}
-	<-done
-}
-
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
+	s.cancel()
 }

@@ -79,7 +79,7 @@ func TestDNSRebinding(t *testing.T) {
 	t.Parallel()
 	log := slog.New(slog.DiscardHandler)
 	h := hub.New(nil, "S", log, nil)
-	tokens, err := auth.Parse(strings.NewReader("tok-1 docker.events.>\n"))
+	tokens, err := auth.Parse(strings.NewReader("tok-0123456789abcdef docker.events.>\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestDNSRebinding(t *testing.T) {
 		{"no origin", "127.0.0.1:5555", "evil.com:8080", "", "", false, "", nil, passed},
 		{"listed origin", "127.0.0.1:5555", "dockcast.example.com:8080", "http://dockcast.example.com:8080", "", false, "http://dockcast.example.com:8080", nil, passed},
 		{"listed other origin", "127.0.0.1:5555", "dockcast.example.com", "https://app.example.com", "", false, "https://app.example.com", nil, passed},
-		{"token", "203.0.113.5:5555", "dockcast.example.com", "http://dockcast.example.com", "?token=tok-1", false, "", tokens, passed},
+		{"token", "203.0.113.5:5555", "dockcast.example.com", "http://dockcast.example.com", "?token=tok-0123456789abcdef", false, "", tokens, passed},
 	}
 	for _, c := range cases {
 		origins, err := config.ParseOrigins(c.allowed)

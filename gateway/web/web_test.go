@@ -47,8 +47,8 @@ func TestHandlerServesThePage(t *testing.T) {
 			if !strings.Contains(body, tc.contains) {
 				t.Errorf("body lacks %q", tc.contains)
 			}
-			if got := res.Header.Get("Content-Security-Policy"); got != ContentSecurityPolicy {
-				t.Errorf("CSP %q", got)
+			if got, want := res.Header.Get("Content-Security-Policy"), ContentSecurityPolicy(strings.TrimPrefix(srv.URL, "http://")); got != want {
+				t.Errorf("CSP %q, want %q", got, want)
 			}
 			if got := res.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 				t.Errorf("X-Content-Type-Options %q", got)
@@ -57,6 +57,34 @@ func TestHandlerServesThePage(t *testing.T) {
 	}
 	if res, _ := get(t, srv, "/nope.js"); res.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown file: status %d, want 404", res.StatusCode)
+	}
+}
+
+// TestCSPConnectsToOwnHostOnly: the page may open WebSockets to its own
+// host and nowhere else (a bare ws: or wss: source allows every host).
+func TestCSPConnectsToOwnHostOnly(t *testing.T) {
+	t.Parallel()
+	for host, want := range map[string][]string{
+		"127.0.0.1:8080":         {"'self'", "ws://127.0.0.1:8080", "wss://127.0.0.1:8080"},
+		"events.example.com":     {"'self'", "ws://events.example.com", "wss://events.example.com"},
+		"[::1]:8080":             {"'self'", "ws://[::1]:8080", "wss://[::1]:8080"},
+		"evil.com; script-src *": {"'self'"},
+		"":                       {"'self'"},
+	} {
+		var connect []string
+		for _, d := range strings.Split(ContentSecurityPolicy(host), ";") {
+			if f := strings.Fields(d); len(f) > 0 && f[0] == "connect-src" {
+				connect = f[1:]
+			}
+		}
+		if strings.Join(connect, " ") != strings.Join(want, " ") {
+			t.Errorf("host %q: connect-src %q, want %q", host, connect, want)
+		}
+		for _, d := range strings.Split(ContentSecurityPolicy(host), ";") {
+			if f := strings.Fields(d); len(f) > 0 && f[0] == "script-src" && strings.Join(f, " ") != "script-src 'self'" {
+				t.Errorf("host %q changed script-src: %q", host, d)
+			}
+		}
 	}
 }
 

@@ -51,7 +51,7 @@ func Start(o Options) (*Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	opts := &server.Options{
+	so := &server.Options{
 		ServerName: "dockcast-publisher",
 		Host:       o.Host,
 		Port:       port,
@@ -60,15 +60,21 @@ func Start(o Options) (*Server, error) {
 		NoSigs:     true,
 	}
 	if o.Sync <= 0 {
-		opts.SyncAlways = true
+		so.SyncAlways = true
 	} else {
-		opts.SyncInterval = o.Sync
+		so.SyncInterval = o.Sync
 	}
+	return launch(o, so)
+}
+
+// launch starts a server with so (and the batch limit of o) and waits
+// until it accepts clients.
+func launch(o Options, so *server.Options) (*Server, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = DefaultMaxBatch
 	}
-	opts.JetStreamLimits.MaxBatchSize = o.MaxBatch
-	ns, err := server.NewServer(opts)
+	so.JetStreamLimits.MaxBatchSize = o.MaxBatch
+	ns, err := server.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}

@@ -35,6 +35,20 @@ const (
 	ActionState  = "state"    // the state of one container after a gap (type container)
 )
 
+// Attributes dockcast itself adds to engine events (see the contract's
+// "Health checks"). They are not Docker's: a consumer that wants the
+// engine's own view (Docker's events API) leaves them out.
+const (
+	// AttrHealthcheck is "true" on the exec_create, exec_start and
+	// exec_die events of a container's own health check.
+	AttrHealthcheck = "dockcast.healthcheck"
+	// AttrCommand is the health check's command, on its exec_die events.
+	AttrCommand = "dockcast.command"
+)
+
+// OwnAttributes lists the attributes dockcast adds to engine events.
+var OwnAttributes = []string{AttrHealthcheck, AttrCommand}
+
 // Event is one Docker event as carried on the bus.
 type Event struct {
 	V            int    `json:"v"`

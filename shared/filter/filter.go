@@ -3,6 +3,11 @@
 // with the same key are alternatives (OR), except label, where every label
 // term must match.
 //
+// dockcast adds one key of its own, healthcheck (true or false: is the event
+// one of a container's own health-check execs, tagged by the publisher with
+// the attribute dockcast.healthcheck=true). The engine cannot apply it, so it
+// is a gateway key only and never part of Args.
+//
 // Entry points: Parse (a list of key=value terms), ParseList (one
 // comma-separated string, as PUBLISHER_FILTERS), Filter.Match (does an event
 // match), Filter.Subjects (the NATS subject filters that cover every match)
@@ -26,11 +31,15 @@ import (
 type Keys map[string]bool
 
 // GatewayKeys are the keys a WebSocket client may use (node is dockcast's
-// node, the <node> subject token).
+// node, the <node> subject token; healthcheck is dockcast's own).
 var GatewayKeys = Keys{
 	"type": true, "event": true, "node": true, "container": true, "image": true,
-	"label": true, "network": true, "volume": true, "scope": true,
+	"label": true, "network": true, "volume": true, "scope": true, KeyHealthcheck: true,
 }
+
+// KeyHealthcheck is dockcast's filter key for health-check exec events:
+// healthcheck=true keeps only them, healthcheck=false hides them.
+const KeyHealthcheck = "healthcheck"
 
 // EngineKeys are the keys the Docker Engine's /events endpoint accepts
 // (node there is a swarm node).
@@ -81,6 +90,9 @@ func Parse(terms []string, allowed Keys) (Filter, error) {
 		}
 		if key == "label" && strings.HasPrefix(value, "=") {
 			return Filter{}, fmt.Errorf("bad filter %q: empty label key", term)
+		}
+		if key == KeyHealthcheck && value != "true" && value != "false" {
+			return Filter{}, fmt.Errorf("bad filter %q: healthcheck is true or false", truncate(term))
 		}
 		if !slices.Contains(f.terms[key], value) {
 			f.terms[key] = append(f.terms[key], value)
@@ -144,9 +156,13 @@ func (f Filter) Terms() []string {
 func (f Filter) String() string { return strings.Join(f.Terms(), ",") }
 
 // Args converts the filter into the Docker Engine API's filter arguments.
+// The healthcheck key, which the engine does not know, is left out.
 func (f Filter) Args() filters.Args {
 	args := filters.NewArgs()
 	for k, vs := range f.terms {
+		if k == KeyHealthcheck {
+			continue
+		}
 		for _, v := range vs {
 			args.Add(k, v)
 		}
@@ -191,7 +207,22 @@ func (f Filter) Match(e *event.Event) bool {
 		f.prefixName("secret", e) &&
 		f.prefixName("config", e) &&
 		f.matchImage(e) &&
-		f.matchLabels(e.Actor.Attributes)
+		f.matchLabels(e.Actor.Attributes) &&
+		f.matchHealthcheck(e.Actor.Attributes)
+}
+
+// matchHealthcheck: the event is a health-check exec when the publisher
+// tagged it dockcast.healthcheck=true; any other value, or none, is false.
+func (f Filter) matchHealthcheck(attrs map[string]string) bool {
+	vs, ok := f.terms[KeyHealthcheck]
+	if !ok {
+		return true
+	}
+	want := "false"
+	if attrs[event.AttrHealthcheck] == "true" {
+		want = "true"
+	}
+	return slices.Contains(vs, want)
 }
 
 func (f Filter) exact(key, s string) bool {
@@ -210,6 +241,12 @@ func (f Filter) matchEvent(e *event.Event) bool {
 		return true
 	}
 	full := e.DockerAction()
+	// dockcast's container.state events ("state: running") are selected by
+	// event=state, as every health status is by event=health_status, but
+	// without Docker's prefix quirk.
+	if e.Action == event.ActionState && slices.Contains(vs, event.ActionState) {
+		return true
+	}
 	if !f.fuzzy() {
 		return slices.Contains(vs, full)
 	}

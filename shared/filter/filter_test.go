@@ -2,6 +2,7 @@ package filter
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,18 +67,35 @@ func TestParseList(t *testing.T) {
 	}
 }
 
+// matchCase: does the filter of terms match e?
+type matchCase struct {
+	terms []string
+	e     *event.Event
+	want  bool
+}
+
+func checkMatches(t *testing.T, cases []matchCase) {
+	t.Helper()
+	for _, c := range cases {
+		f, err := Parse(c.terms, GatewayKeys)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", c.terms, err)
+		}
+		if got := f.Match(c.e); got != c.want {
+			t.Errorf("%q on %s %s %v: got %v want %v", c.terms, c.e.Type, c.e.DockerAction(), c.e.Actor.Attributes, got, c.want)
+		}
+	}
+}
+
 func TestMatch(t *testing.T) {
 	t.Parallel()
 	start := ev("container", "start", "abc123", map[string]string{"name": "api", "image": "docker.io/library/alpine:3.20", "env": "prod", "tier": "web"})
 	health := ev("container", "health_status: unhealthy", "abc123", map[string]string{"name": "api"})
 	exec := ev("container", "exec_start: /probe fail", "abc123", map[string]string{"name": "api"})
 	netc := ev("network", "connect", "net9", map[string]string{"name": "bridge", "container": "abc123"})
+	state := ev("container", "state: running", "abc123", map[string]string{"name": "api"})
 	img := ev("image", "pull", "sha256:1", map[string]string{"name": "alpine:3.20"})
-	cases := []struct {
-		terms []string
-		e     *event.Event
-		want  bool
-	}{
+	cases := []matchCase{
 		{nil, start, true},
 		{[]string{"type=container"}, start, true},
 		{[]string{"type=image"}, start, false},
@@ -89,6 +107,12 @@ func TestMatch(t *testing.T) {
 		{[]string{"event=health_status: healthy"}, health, false},
 		{[]string{"event=exec_start"}, exec, true},
 		{[]string{"event=exec_start"}, start, false},
+		{[]string{"event=state"}, state, true}, // dockcast's state events, whatever the state
+		{[]string{"event=state: running"}, state, true},
+		{[]string{"event=state: exited"}, state, false},
+		{[]string{"event=state"}, start, false},
+		{[]string{"event=sta"}, state, false}, // no prefix matching without Docker's quirk
+		{[]string{"event=state", "type=container"}, state, true},
 		{[]string{"event=health_status", "event=st"}, start, true}, // Docker's prefix quirk
 		{[]string{"container=abc"}, start, true},
 		{[]string{"container=api"}, start, true},
@@ -115,15 +139,7 @@ func TestMatch(t *testing.T) {
 		{[]string{"type=container", "event=start", "label=env=prod"}, start, true},
 		{[]string{"type=container", "event=die", "label=env=prod"}, start, false},
 	}
-	for _, c := range cases {
-		f, err := Parse(c.terms, GatewayKeys)
-		if err != nil {
-			t.Fatalf("Parse(%q): %v", c.terms, err)
-		}
-		if got := f.Match(c.e); got != c.want {
-			t.Errorf("%q on %s %s: got %v want %v", c.terms, c.e.Type, c.e.DockerAction(), got, c.want)
-		}
-	}
+	checkMatches(t, cases)
 }
 
 func TestSubjects(t *testing.T) {
@@ -160,6 +176,58 @@ func TestSubjects(t *testing.T) {
 	}
 }
 
+func TestHealthcheck(t *testing.T) {
+	t.Parallel()
+	tagged := map[string]string{"name": "api", event.AttrHealthcheck: "true", event.AttrCommand: "/probe health"}
+	check := ev("container", "exec_die", "abc123", tagged)
+	own := ev("container", "exec_die", "abc123", map[string]string{"name": "api"})
+	odd := ev("container", "exec_start: ls", "abc123", map[string]string{"name": "api", event.AttrHealthcheck: "yes"})
+	start := ev("container", "start", "abc123", map[string]string{"name": "api"})
+	cases := []matchCase{
+		{[]string{"healthcheck=true"}, check, true},
+		{[]string{"healthcheck=true"}, own, false},
+		{[]string{"healthcheck=true"}, odd, false}, // only "true" is a tag
+		{[]string{"healthcheck=true"}, start, false},
+		{[]string{"healthcheck=false"}, check, false},
+		{[]string{"healthcheck=false"}, own, true}, // absent means false
+		{[]string{"healthcheck=false"}, odd, true},
+		{[]string{"healthcheck=false"}, start, true},
+		{[]string{"healthcheck=true", "healthcheck=false"}, check, true}, // same key: OR
+		{[]string{"healthcheck=true", "healthcheck=false"}, start, true},
+		{[]string{"healthcheck=false", "event=exec_die"}, check, false},
+		{[]string{"healthcheck=false", "event=exec_die"}, own, true},
+		{[]string{"healthcheck=true", "type=container", "container=api"}, check, true},
+	}
+	checkMatches(t, cases)
+	for _, bad := range []string{"healthcheck=yes", "healthcheck=TRUE", "healthcheck=1", "healthcheck= true"} {
+		_, err := Parse([]string{bad}, GatewayKeys)
+		if err == nil || !strings.Contains(err.Error(), "healthcheck is true or false") {
+			t.Errorf("Parse(%q): %v, want a true-or-false error", bad, err)
+		}
+	}
+	// The engine does not know the key: not an engine key, never in Args.
+	if _, err := Parse([]string{"healthcheck=false"}, EngineKeys); err == nil {
+		t.Error("healthcheck accepted as an engine key")
+	}
+	f, err := Parse([]string{"healthcheck=false", "type=container", "label=env=prod"}, GatewayKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := f.Args().Keys()
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"label", "type"}) {
+		t.Errorf("Args carries %v, want label and type only", keys)
+	}
+	// Subjects do not change with it.
+	without, _ := Parse([]string{"type=container", "label=env=prod"}, GatewayKeys)
+	if !reflect.DeepEqual(f.Subjects(), without.Subjects()) {
+		t.Errorf("Subjects %q with healthcheck, %q without", f.Subjects(), without.Subjects())
+	}
+	if got := f.String(); got != "healthcheck=false,label=env=prod,type=container" {
+		t.Errorf("String() = %q", got)
+	}
+}
+
 // subjectMatches is NATS subject matching (literal subject against a filter).
 func subjectMatches(subj, filter string) bool {
 	st, ft := strings.Split(subj, "."), strings.Split(filter, ".")
@@ -180,6 +248,10 @@ func FuzzParseMatch(f *testing.F) {
 	f.Add("label=env=prod,container=ap", "container", "die", "abc", "api", "env=prod")
 	f.Add("node=web-1,type=im.age,event=exec_start: x", "im.age", "exec_start: x y", "sha", "n", "")
 	f.Add("image=alpine", "image", "pull", "sha256:1", "alpine:3", "")
+	f.Add("healthcheck=false,event=exec_die", "container", "exec_die", "abc", "api", "dockcast.healthcheck=true")
+	f.Add("healthcheck=true,type=container", "container", "exec_start: /probe health", "abc", "api", "dockcast.healthcheck=true")
+	f.Add("healthcheck=true,healthcheck=false", "container", "start", "abc", "api", "")
+	f.Add("healthcheck=maybe", "container", "start", "abc", "api", "")
 	f.Fuzz(func(t *testing.T, list, typ, action, id, name, label string) {
 		flt, err := ParseList(list, GatewayKeys)
 		if err != nil {
@@ -195,6 +267,15 @@ func FuzzParseMatch(f *testing.F) {
 		}
 		e := event.FromDocker("web-1", events.Message{Type: events.Type(typ), Action: events.Action(action),
 			Actor: events.Actor{ID: id, Attributes: attrs}, Scope: "local", TimeNano: 1})
+		if flt.Args().Contains(KeyHealthcheck) {
+			t.Fatalf("Args of %q carries healthcheck", flt.Terms())
+		}
+		if hc := flt.Values(KeyHealthcheck); len(hc) == 1 {
+			tagged := e.Actor.Attributes[event.AttrHealthcheck] == "true"
+			if flt.Match(&e) && tagged != (hc[0] == "true") {
+				t.Fatalf("%q matched %v", flt.Terms(), e.Actor.Attributes)
+			}
+		}
 		subs := flt.Subjects()
 		if len(subs) == 0 || len(subs) > MaxSubjects {
 			t.Fatalf("%d subjects", len(subs))

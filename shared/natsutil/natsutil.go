@@ -1,8 +1,3 @@
-// Package natsutil holds the NATS plumbing both services share: a
-// connection that reconnects forever (Connect), the event stream's
-// configuration (StreamConfig, EnsureStream) and the status bucket
-// (EnsureStatusBucket). EnsureSharedStream never lowers what other
-// publishers share unless asked to.
 package natsutil
 
 import (

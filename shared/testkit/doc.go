@@ -7,7 +7,9 @@
 //     (a JetStream cluster of bin/nats-server processes on 127.0.0.1, with
 //     an optional JetStream domain and leaf-node listeners; find and kill a
 //     stream's leader), MakeTLSFiles (a private CA with server and client
-//     certificates).
+//     certificates), StartHub and StartLeaf (an embedded server with a
+//     JetStream domain and a leaf-node listener, and a leaf node of it with
+//     its own domain; WaitLeafConnected).
 //   - TCPProxy (a loopback TCP proxy a test can cut, restore, or make lose
 //     the server's replies), DockerProxy (the same for the Docker socket).
 //   - Docker, EnsureProbeImage, RunProbe, WaitExited (real containers from a

@@ -15,15 +15,22 @@ import (
 // storing in a temporary directory; it is shut down when the test ends.
 func StartJetStream(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{
+	return runServer(t, &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
 	})
+}
+
+// runServer starts an embedded server with opts, waits until it accepts
+// clients and shuts it down when the test ends.
+func runServer(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatalf("new nats server: %v", err)
+		t.Fatalf("new nats server %s: %v", opts.ServerName, err)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready in 10s")
+		t.Fatalf("nats server %s not ready in 10s", opts.ServerName)
 	}
 	t.Cleanup(func() {
 		ns.Shutdown()
@@ -32,11 +39,24 @@ func StartJetStream(t testing.TB) *server.Server {
 	return ns
 }
 
-// Connect opens a plain NATS connection and a JetStream context to url,
-// closed when the test ends.
-func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+// StartJetStreamTLS is StartJetStream requiring TLS with client
+// certificates signed by files.CA (MakeTLSFiles); its URL is
+// "tls://" + Addr().String().
+func StartJetStreamTLS(t testing.TB, files TLSFiles) *server.Server {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: files.ServerCert, KeyFile: files.ServerKey, CaFile: files.CA, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true,
+		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 5})
+}
+
+// Connect opens a NATS connection (with opts, such as TLS) and a
+// JetStream context to url, closed when the test ends.
+func Connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}

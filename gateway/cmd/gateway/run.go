@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 
 	"github.com/dockcast/dockcast/gateway/app"
 	"github.com/dockcast/dockcast/gateway/config"
@@ -33,5 +37,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := cfg.NewLogger(stderr)
 	_ = stdout
-	return app.Run(ctx, cfg, log, app.Options{})
+	// SIGHUP re-reads GATEWAY_TOKENS_FILE.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return app.Run(ctx, cfg, log, app.Options{Reload: reload})
 }

@@ -24,6 +24,7 @@
     since: DEFAULT_SINCE,
     lastSeq: 0,          // highest event seq accepted: anything at or below is a duplicate
     nextSeq: 0,          // from_seq of the next connection; 0 = replay with since
+    epoch: '',           // the stream's epoch (from the live frame): sent with from_seq
     ws: null,
     gen: 0,              // connection generation: frames of older sockets are ignored
     attempt: 0,
@@ -46,6 +47,7 @@
     S.stats = {
       received: 0, rendered: 0, duplicates: 0, lastRenderedSeq: 0,
       firstRowAt: null, liveAt: null, maxLagMs: 0, maxRecvLagMs: 0, renderMs: 0, connects: 0, slowConsumer: 0, gaps: 0,
+      resets: 0, url: '', protocol: '',
     };
   }
   resetStats();
@@ -86,14 +88,29 @@
     return s ? '?' + s : location.pathname;
   }
 
+  // The token never goes in the URL (proxy logs keep URLs): the WebSocket
+  // carries it as a subprotocol, the plain probe as a Bearer header.
   function wsQuery() {
     const p = new URLSearchParams();
     for (const k of KEYS) for (const v of S.filters[k] || []) p.append('filter', k + '=' + v);
-    if (S.nextSeq > 0) p.set('from_seq', String(S.nextSeq));
-    else p.set('since', S.since);
-    const tok = sessionStorage.getItem(TOKEN_KEY);
-    if (tok) p.set('token', tok);
+    if (S.nextSeq > 0) {
+      p.set('from_seq', String(S.nextSeq));
+      if (S.epoch) p.set('epoch', S.epoch);
+    } else {
+      p.set('since', S.since);
+    }
     return p.toString();
+  }
+
+  function base64url(text) {
+    let bin = '';
+    for (const b of new TextEncoder().encode(text)) bin += String.fromCharCode(b);
+    return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  function protocols() {
+    const tok = sessionStorage.getItem(TOKEN_KEY);
+    return tok ? ['dockcast.v1', 'dockcast.token.' + base64url(tok)] : ['dockcast.v1'];
   }
 
   // ---- connection ----------------------------------------------------------
@@ -118,17 +135,19 @@
     let opened = false;
     let ws;
     try {
-      ws = new WebSocket(url);
+      ws = new WebSocket(url, protocols());
     } catch (e) {
       retry('cannot open a WebSocket: ' + e.message);
       return;
     }
     S.ws = ws;
     S.stats.connects++;
+    S.stats.url = url;
     setConn('connecting', S.nextSeq > 0 ? 'reconnecting, resuming from #' + S.nextSeq + '…' : 'connecting…');
     ws.onopen = () => {
       if (gen !== S.gen) return;
       opened = true;
+      S.stats.protocol = ws.protocol;
       setConn('replaying', S.nextSeq > 0 ? 'catching up from #' + S.nextSeq + '…' : 'replaying the last ' + S.since + '…');
     };
     ws.onmessage = (m) => {
@@ -142,7 +161,9 @@
         probe(q, gen);
         return;
       }
-      retry(e.code === 1001 ? 'the gateway is restarting' : 'connection lost' + (e.reason ? ' (' + e.reason + ')' : ''));
+      if (e.code === 1001) retry('the gateway is restarting');
+      else if (e.code === 1012) retry('the stream was reset: starting over');
+      else retry('connection lost' + (e.reason ? ' (' + e.reason + ')' : ''));
     };
   }
 
@@ -152,7 +173,8 @@
     let res;
     let text = '';
     try {
-      res = await fetch('/ws?' + q, { cache: 'no-store' });
+      const tok = sessionStorage.getItem(TOKEN_KEY);
+      res = await fetch('/ws?' + q, { cache: 'no-store', headers: tok ? { Authorization: 'Bearer ' + tok } : {} });
       text = (await res.text()).trim();
     } catch (_) {
       if (gen === S.gen) retry('the gateway is unreachable');
@@ -165,7 +187,7 @@
       fail('Access denied: ' + (text || 'the token may not read these events') + '. Change the filters or the token.');
     } else if (res.status === 400 && text && !/websocket|^bad request$/i.test(text)) {
       fail('The gateway rejected the request: ' + text);
-    } else if (res.status === 503) {
+    } else if (res.status === 503 || res.status === 429) {
       retry('the gateway is busy' + (text ? ' (' + text + ')' : ''));
     } else {
       retry('connection failed');
@@ -226,6 +248,13 @@
     switch (f.type) {
       case 'event': onEvent(f); break;
       case 'live':
+        if (f.epoch && S.epoch && f.epoch !== S.epoch) {
+          // Another incarnation of the stream: what the list shows is stale.
+          startOver('The event stream was made again (its sequence numbers restarted); the list starts over with the new stream\'s events.', f.epoch);
+          connect(); // this connection may have replayed from the old window: start it again
+          return;
+        }
+        if (f.epoch) S.epoch = f.epoch;
         if (Number.isSafeInteger(f.seq) && f.seq + 1 > S.nextSeq) S.nextSeq = f.seq + 1;
         S.attempt = 0;
         if (S.stats.liveAt === null) S.stats.liveAt = performance.now();
@@ -271,14 +300,44 @@
     }
   }
 
+  // Error frames come before the gateway closes the connection; onclose
+  // then reconnects as set up here.
   function onError(f) {
-    if (f.code === 'slow_consumer') {
-      S.stats.slowConsumer++;
-      if (Number.isSafeInteger(f.resume_from_seq) && f.resume_from_seq > 0) S.nextSeq = f.resume_from_seq;
-      notice('warn', 'This page fell behind the event stream and the gateway disconnected it; resuming from #' + S.nextSeq + ', nothing is lost.');
-      return;
+    const resume = Number.isSafeInteger(f.resume_from_seq) && f.resume_from_seq > 0;
+    if (resume) S.nextSeq = f.resume_from_seq;
+    if (f.epoch && resume) S.epoch = f.epoch;
+    switch (f.code) {
+      case 'slow_consumer':
+        S.stats.slowConsumer++;
+        notice('warn', 'This page fell behind the event stream and the gateway disconnected it; resuming from #' + S.nextSeq + ', nothing is lost.');
+        return;
+      case 'replay_lost':
+        notice('warn', 'Events were removed from the stream while they were being replayed; reconnecting from #' + S.nextSeq + ' to learn what is gone.');
+        return;
+      case 'stream_reset':
+        startOver('The event stream was deleted and made again, so its sequence numbers restarted: the list starts over with the new stream\'s events (the events shown before are no longer in the stream).', f.epoch);
+        return;
+      case 'token_revoked':
+        askToken('The gateway revoked this token' + (f.message ? ': ' + f.message : '') + '. Enter a valid one to go on from #' + S.nextSeq + '.');
+        sessionStorage.removeItem(TOKEN_KEY);
+        return;
+      default:
+        notice('error', 'Gateway error ' + (f.code || '') + ': ' + (f.message || 'no details'));
     }
-    notice('error', 'Gateway error ' + (f.code || '') + ': ' + (f.message || 'no details'));
+  }
+
+  // startOver forgets the old stream: the rows, the resume point and the
+  // duplicate guard go, and the next connection replays the page's window
+  // of the new stream without from_seq.
+  function startOver(message, epoch) {
+    S.stats.resets++;
+    S.lastSeq = 0;
+    S.nextSeq = 0;
+    S.epoch = epoch || '';
+    S.attempt = 0;
+    buckets.clear();
+    clearList();
+    notice('warn', message);
   }
 
   function onStatus(st) {
@@ -622,6 +681,7 @@
     S.retryTimer = null;
     S.lastSeq = 0;
     S.nextSeq = 0;
+    S.epoch = '';
     S.attempt = 0;
     S.nodes.clear();
     $('nodes').textContent = '';
@@ -684,7 +744,7 @@
 
   // For tests and the curious: read-only views of the page's state.
   window.dockcast = {
-    stats: () => Object.assign({ lastSeq: S.lastSeq, nextSeq: S.nextSeq, rows: S.rows, state: $('conn').dataset.state, pending: S.pending.length }, S.stats),
+    stats: () => Object.assign({ lastSeq: S.lastSeq, nextSeq: S.nextSeq, epoch: S.epoch, rows: S.rows, state: $('conn').dataset.state, pending: S.pending.length }, S.stats),
     rows: () => [...document.querySelectorAll('#rows .ev')].map((tr) => {
       const f = frames.get(tr);
       return { seq: f.seq, id: f.event.id, type: f.event.type, action: f.event.action, detail: f.event.action_detail, name: (f.event.actor.attributes || {}).name || '', labels: f.event.actor.attributes || {} };

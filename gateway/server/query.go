@@ -1,7 +1,4 @@
-// Package query parses and validates the query string of GET /ws.
-//
-// Entry point: Parse.
-package query
+package server
 
 import (
 	"errors"
@@ -13,29 +10,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/shared/filter"
 )
 
-// Request is a validated /ws query.
-type Request struct {
+// Query is a validated query string of a client transport.
+type Query struct {
 	Filter   filter.Filter
-	Subjects []string // Filter.Subjects()
+	Subjects []string // Filter.Subjects(), before the token narrows them
 	// Since is the start time of the replay; zero when not asked.
 	Since time.Time
 	// FromSeq is the stream sequence to start from; 0 when not asked.
 	FromSeq uint64
+	// Epoch is the stream epoch FromSeq belongs to; "" when not given.
+	Epoch string
 	// Token is the token parameter ("" when absent).
 	Token string
 }
 
 // Replay reports whether the client asked for history.
-func (r Request) Replay() bool { return r.FromSeq > 0 || !r.Since.IsZero() }
+func (r Query) Replay() bool { return r.FromSeq > 0 || !r.Since.IsZero() }
 
-var known = map[string]bool{"filter": true, "since": true, "from_seq": true, "token": true}
+var known = map[string]bool{"filter": true, "since": true, "from_seq": true, "epoch": true, "token": true}
 
-// Parse validates q; now resolves durations in since. Each error is one line
-// naming the parameter.
-func Parse(q url.Values, now time.Time) (Request, error) {
+// ParseQuery validates q; now resolves durations in since. Each error is
+// one line naming the parameter.
+func ParseQuery(q url.Values, now time.Time) (Query, error) {
 	var unknown []string
 	for k := range q {
 		if !known[k] {
@@ -44,39 +44,48 @@ func Parse(q url.Values, now time.Time) (Request, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return Request{}, fmt.Errorf("unknown parameter %q (accepted: filter, since, from_seq, token)", truncate(unknown[0]))
+		return Query{}, fmt.Errorf("unknown parameter %q (accepted: filter, since, from_seq, epoch, token)", truncate(unknown[0]))
 	}
-	for _, k := range []string{"since", "from_seq", "token"} {
+	for _, k := range []string{"since", "from_seq", "epoch", "token"} {
 		if len(q[k]) > 1 {
-			return Request{}, fmt.Errorf("%s: given %d times, at most once", k, len(q[k]))
+			return Query{}, fmt.Errorf("%s: given %d times, at most once", k, len(q[k]))
 		}
 	}
-	var r Request
+	var r Query
 	f, err := filter.Parse(q["filter"], filter.GatewayKeys)
 	if err != nil {
-		return Request{}, fmt.Errorf("filter: %w", err)
+		return Query{}, fmt.Errorf("filter: %w", err)
 	}
 	r.Filter, r.Subjects = f, f.Subjects()
 	if vs, ok := q["since"]; ok {
 		t, err := ParseSince(vs[0], now)
 		if err != nil {
-			return Request{}, fmt.Errorf("since: %w", err)
+			return Query{}, fmt.Errorf("since: %w", err)
 		}
 		r.Since = t
 	}
 	if vs, ok := q["from_seq"]; ok {
 		n, err := strconv.ParseUint(vs[0], 10, 64)
 		if err != nil || n < 1 {
-			return Request{}, fmt.Errorf("from_seq: %q is not a stream sequence (an integer >= 1)", truncate(vs[0]))
+			return Query{}, fmt.Errorf("from_seq: %q is not a stream sequence (an integer >= 1)", truncate(vs[0]))
 		}
 		r.FromSeq = n
 	}
 	if r.FromSeq > 0 && !r.Since.IsZero() {
-		return Request{}, errors.New("since and from_seq exclude each other: give one")
+		return Query{}, errors.New("since and from_seq exclude each other: give one")
+	}
+	if vs, ok := q["epoch"]; ok {
+		if r.FromSeq == 0 {
+			return Query{}, errors.New("epoch: only with from_seq (the epoch that sequence belongs to)")
+		}
+		if err := client.CheckEpoch(vs[0]); err != nil {
+			return Query{}, fmt.Errorf("epoch: %w", err)
+		}
+		r.Epoch = vs[0]
 	}
 	if vs, ok := q["token"]; ok {
 		if vs[0] == "" {
-			return Request{}, errors.New("token: empty")
+			return Query{}, errors.New("token: empty")
 		}
 		r.Token = vs[0]
 	}

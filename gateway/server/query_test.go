@@ -1,16 +1,18 @@
-package query
+package server
 
 import (
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dockcast/dockcast/gateway/client"
 )
 
-func TestParse(t *testing.T) {
+func TestParseQuery(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	r, err := Parse(url.Values{"filter": {"type=container", "event=start"}, "since": {"15m"}, "token": {"t"}}, now)
+	r, err := ParseQuery(url.Values{"filter": {"type=container", "event=start"}, "since": {"15m"}, "token": {"t"}}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,16 +31,23 @@ func TestParse(t *testing.T) {
 			t.Errorf("since %q: %v %v, want %v", in, got, err, want)
 		}
 	}
-	r, err = Parse(url.Values{"from_seq": {"42"}}, now)
-	if err != nil || r.FromSeq != 42 {
+	r, err = ParseQuery(url.Values{"from_seq": {"42"}}, now)
+	if err != nil || r.FromSeq != 42 || r.Epoch != "" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r, err = ParseQuery(url.Values{"from_seq": {"42"}, "epoch": {"1764097465217300886"}}, now)
+	if err != nil || r.FromSeq != 42 || r.Epoch != "1764097465217300886" {
 		t.Fatalf("%+v %v", r, err)
 	}
 	for _, bad := range []url.Values{
 		{"filter": {"x"}}, {"since": {"soon"}}, {"since": {"-1h"}}, {"since": {"0"}}, {"from_seq": {"0"}},
 		{"from_seq": {"1.5"}}, {"since": {"1m"}, "from_seq": {"2"}}, {"other": {"1"}}, {"token": {""}},
 		{"from_seq": {"1", "2"}}, {"since": {"1.2.3"}}, {"since": {"99999-01-01T00:00:00Z"}},
+		{"epoch": {"123"}}, {"since": {"1m"}, "epoch": {"123"}}, {"from_seq": {"1"}, "epoch": {""}},
+		{"from_seq": {"1"}, "epoch": {"-5"}}, {"from_seq": {"1"}, "epoch": {"0123"}}, {"from_seq": {"1"}, "epoch": {"12a"}},
+		{"from_seq": {"1"}, "epoch": {"99999999999999999999"}}, {"from_seq": {"1"}, "epoch": {"1", "2"}},
 	} {
-		if _, err := Parse(bad, now); err == nil && bad.Get("since") != "0" {
+		if _, err := ParseQuery(bad, now); err == nil && bad.Get("since") != "0" {
 			t.Errorf("%v accepted", bad)
 		} else if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: multi-line error %q", bad, err)
@@ -46,10 +55,11 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func FuzzParseQuery(f *testing.F) {
 	for _, s := range []string{
 		"filter=type%3Dcontainer&since=15m", "from_seq=3&filter=label%3Da%3Db", "since=1700000000.25",
 		"since=2026-01-01T00:00:00Z&token=x", "filter=event%3Dhealth_status&filter=node%3Dweb-1", "a=b", "from_seq=-1",
+		"from_seq=7&epoch=1764097465217300886", "epoch=5", "from_seq=1&epoch=00", "from_seq=1&epoch=9223372036854775808",
 	} {
 		f.Add(s)
 	}
@@ -59,7 +69,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r, err := Parse(v, now)
+		r, err := ParseQuery(v, now)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("multi-line error %q", err)
@@ -68,6 +78,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if r.FromSeq > 0 && !r.Since.IsZero() {
 			t.Fatal("since and from_seq both accepted")
+		}
+		if r.Epoch != "" && (r.FromSeq == 0 || client.CheckEpoch(r.Epoch) != nil) {
+			t.Fatalf("epoch %q accepted with from_seq %d", r.Epoch, r.FromSeq)
 		}
 		if len(r.Subjects) == 0 {
 			t.Fatal("no subjects")

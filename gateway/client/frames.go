@@ -1,17 +1,24 @@
-package ws
+package client
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
+
+	"github.com/dockcast/dockcast/shared/event"
 )
 
 // Frame is any server frame as a client decodes it; fields that a frame's
 // type does not carry stay zero. Event and Status hold the raw payloads
-// (decode an event with shared/event.Decode).
+// (decode an event with shared/event.Decode). Every gateway test decodes
+// frames with it.
 type Frame struct {
 	Type          string          `json:"type"`
 	Seq           uint64          `json:"seq"`
+	Epoch         string          `json:"epoch"`
 	Subject       string          `json:"subject"`
 	Event         json.RawMessage `json:"event"`
 	RequestedSeq  uint64          `json:"requested_seq"`
@@ -23,8 +30,26 @@ type Frame struct {
 	ResumeFromSeq uint64          `json:"resume_from_seq"`
 }
 
+// ErrInvalid marks a stream message that is not a valid event.
+var ErrInvalid = errors.New("not a valid event")
+
+// Decode checks that a stream message's payload is a valid event that a
+// frame may embed as is: UTF-8 (a WebSocket text frame must be, and
+// browsers drop the connection otherwise), JSON, payload version 1. The
+// error wraps ErrInvalid.
+func Decode(payload []byte) (event.Event, error) {
+	if !utf8.Valid(payload) {
+		return event.Event{}, fmt.Errorf("%w: not UTF-8", ErrInvalid)
+	}
+	ev, err := event.Decode(payload)
+	if err != nil {
+		return event.Event{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return ev, nil
+}
+
 // EventFrame builds {"type":"event","seq":N,"subject":"…","event":payload}.
-// payload must be valid JSON (a decoded event); it is embedded as is.
+// payload must have passed Decode; it is embedded as is.
 func EventFrame(seq uint64, subject string, payload []byte) []byte {
 	subj, _ := json.Marshal(subject) // a string: cannot fail
 	b := make([]byte, 0, len(payload)+len(subj)+48)
@@ -37,9 +62,12 @@ func EventFrame(seq uint64, subject string, payload []byte) []byte {
 	return append(b, '}')
 }
 
-// LiveFrame builds {"type":"live","seq":N}.
-func LiveFrame(seq uint64) []byte {
-	return append(strconv.AppendUint([]byte(`{"type":"live","seq":`), seq, 10), '}')
+// LiveFrame builds {"type":"live","seq":N,"epoch":"…"}.
+func LiveFrame(seq uint64, epoch string) []byte {
+	b := strconv.AppendUint([]byte(`{"type":"live","seq":`), seq, 10)
+	b = append(b, `,"epoch":"`...)
+	b = append(b, epoch...) // digits only (EpochOf)
+	return append(b, `"}`...)
 }
 
 // GapSeqFrame builds {"type":"gap","requested_seq":N,"first_seq":M}.
@@ -60,32 +88,23 @@ func GapTimeFrame(requested time.Time, first uint64) []byte {
 	}{"gap", requested.UTC().Format(time.RFC3339Nano), first})
 }
 
-// StatusFrame builds {"type":"status","status":value}; value must be valid JSON.
+// StatusFrame builds {"type":"status","status":value}; value must be valid
+// UTF-8 JSON.
 func StatusFrame(value []byte) []byte {
 	b := append([]byte(`{"type":"status","status":`), value...)
 	return append(b, '}')
 }
 
-// Error codes sent in error frames.
-const (
-	CodeSlowConsumer = "slow_consumer"
-	CodeStreamReset  = "stream_reset"
-	CodeShutdown     = "shutdown"
-	// CodeReplayLost: events the replay still had to send were removed
-	// from the stream after others were sent; reconnect with
-	// resume_from_seq to get a gap frame.
-	CodeReplayLost = "replay_lost"
-)
-
-// ErrorFrame builds {"type":"error","code":…,"message":…} and, when
-// resume > 0, "resume_from_seq".
-func ErrorFrame(code, message string, resume uint64) []byte {
+// ErrorFrame builds {"type":"error","code":…,"message":…} with
+// "resume_from_seq" when resume > 0 and "epoch" when epoch is not empty.
+func ErrorFrame(code Code, message string, resume uint64, epoch string) []byte {
 	return mustJSON(struct {
 		Type    string `json:"type"`
-		Code    string `json:"code"`
+		Code    Code   `json:"code"`
 		Message string `json:"message"`
 		Resume  uint64 `json:"resume_from_seq,omitempty"`
-	}{"error", code, message, resume})
+		Epoch   string `json:"epoch,omitempty"`
+	}{"error", code, message, resume, epoch})
 }
 
 func mustJSON(v any) []byte {

@@ -1,0 +1,553 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dockcast/dockcast/gateway/auth"
+	"github.com/dockcast/dockcast/shared/event"
+	"github.com/dockcast/dockcast/shared/filter"
+	"github.com/dockcast/dockcast/shared/subject"
+)
+
+// ErrClosed is returned once the client is closed.
+var ErrClosed = errors.New("client closed")
+
+// Options size a client's buffers. Zero values take the defaults.
+type Options struct {
+	// MaxQueueBytes bounds the frames waiting for the client (default 1 MiB).
+	MaxQueueBytes int
+	// Credits is how many frames the sink holds at once, besides the two
+	// it must keep for the closing error frame and the close (default 30).
+	Credits int
+	// CloseTimeout is how long a close may take before the connection is
+	// aborted under it (default 5s).
+	CloseTimeout time.Duration
+}
+
+// Defaults fills zero fields.
+func (o Options) Defaults() Options {
+	if o.MaxQueueBytes <= 0 {
+		o.MaxQueueBytes = 1 << 20
+	}
+	if o.Credits <= 0 {
+		o.Credits = 30
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 5 * time.Second
+	}
+	return o
+}
+
+// Sink is a transport's writer for one connection. Its methods must not
+// block: the transport writes what it is handed in order, on its own
+// goroutine, and calls Client.Sent after each frame is written.
+type Sink interface {
+	// Send hands one frame to the transport.
+	Send(frame []byte) error
+	// Close hands the transport a close with code and reason, written
+	// after the frames sent before it; then the connection ends.
+	Close(code int, reason string) error
+	// Abort ends the connection at once (a close that could not be written).
+	Abort()
+}
+
+// Spec is what admission decided about a client.
+type Spec struct {
+	// Filter is the client's filter; Subjects the subject filters that
+	// cover its matches, narrowed to what the token may read.
+	Filter   filter.Filter
+	Subjects []string
+	// Patterns are the subject patterns the client's token may read; nil
+	// (anonymous) means everything.
+	Patterns []string
+	// Exact reports that every subject in Subjects lies within Patterns;
+	// otherwise each event's subject is checked against Patterns.
+	Exact bool
+	// Token identifies the client's token (zero when anonymous).
+	Token auth.ID
+	// OnSlow, optional, is called (without locks held) when the client
+	// ends as a slow consumer.
+	OnSlow func(resume uint64)
+}
+
+// Position is the live feed's progress: the highest sequence every joined
+// client has been offered (and its filter checked against). The hub
+// stores it after offering a message to every client.
+type Position struct{ v atomic.Uint64 }
+
+// Load returns the position.
+func (p *Position) Load() uint64 { return p.v.Load() }
+
+// Store sets the position.
+func (p *Position) Store(seq uint64) { p.v.Store(seq) }
+
+type item struct {
+	seq  uint64 // stream sequence of an event frame, 0 for other frames
+	data []byte
+}
+
+type phase int
+
+const (
+	joining   phase = iota // not in the hub yet
+	buffering              // replaying: live events wait in pending
+	live
+)
+
+// ending is how a closed client's connection ends.
+type ending struct {
+	frame []byte // error frame, nil for none
+	code  int
+	text  string
+}
+
+// Client is one connection's state. Its methods are safe for concurrent
+// use and never block, except WaitRoom.
+type Client struct {
+	// Spec is read-only after New.
+	Spec Spec
+	opts Options
+
+	mu         sync.Mutex
+	sink       Sink
+	phase      phase
+	closed     bool
+	end        *ending
+	epoch      string
+	feed       *Position // live: the hub's position
+	liveFrom   uint64    // buffering: first live sequence held back
+	minSeq     uint64    // events below are never sent (from_seq)
+	queue      []item    // frames not yet handed to the sink
+	head       int
+	pending    []item // live events held back during the replay
+	queued     int    // bytes in queue[head:] and pending
+	mainBytes  int    // bytes in queue[head:]
+	handed     uint64 // frames handed to the sink
+	sent       uint64 // frames the transport reported written
+	lastLive   uint64 // last live sequence accepted
+	replayNext uint64 // next sequence the replay reads
+	room       chan struct{}
+	done       chan struct{}
+	timer      *time.Timer
+}
+
+// New makes a client.
+func New(spec Spec, opts Options) *Client {
+	return &Client{Spec: spec, opts: opts.Defaults(), room: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Attach binds the transport's sink and hands it what is already queued
+// (or the close, for a client closed before).
+func (c *Client) Attach(s Sink) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sink = s
+	if c.closed {
+		c.sendEnd()
+		return
+	}
+	c.flush()
+}
+
+// Done is closed when the client is closed.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Closed reports whether the client is closed.
+func (c *Client) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Epoch is the epoch of the stream the client follows ("" before it joins).
+func (c *Client) Epoch() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// Wants reports whether an event on subj is for this client: its filter
+// matches and its token may read the subject.
+func (c *Client) Wants(subj string, ev *event.Event) bool {
+	if !c.Spec.Filter.Match(ev) {
+		return false
+	}
+	return c.Spec.Exact || c.Spec.Patterns == nil || auth.Matches(c.Spec.Patterns, subj)
+}
+
+// MayReadNode reports whether the client may see node's status: anonymous
+// clients see every node; a token's client only nodes whose whole subject
+// space docker.events.<node>.> one of its patterns covers.
+func (c *Client) MayReadNode(node string) bool {
+	return c.Spec.Patterns == nil || auth.Allowed(c.Spec.Patterns, []string{subject.Node(node)}) == nil
+}
+
+// JoinLive queues the status frames and {"type":"live","seq":seq}; the
+// client then takes live events after seq, and its checked position
+// follows feed. It reports false when the client is closed.
+func (c *Client) JoinLive(statuses [][]byte, seq uint64, epoch string, feed *Position) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.epoch, c.feed, c.phase, c.lastLive = epoch, feed, live, seq
+	for _, s := range statuses {
+		c.push(item{data: s})
+	}
+	c.push(item{data: LiveFrame(seq, epoch)})
+	c.flush()
+	c.checkOverflow()
+	return !c.closed
+}
+
+// JoinBuffering queues the status frames and holds back live events from
+// liveFrom on until GoLive. The replay reads from next; events below
+// minSeq are never sent; feed is the live feed's position.
+func (c *Client) JoinBuffering(statuses [][]byte, liveFrom, next, minSeq uint64, epoch string, feed *Position) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.epoch, c.phase, c.feed = epoch, buffering, feed
+	c.liveFrom, c.replayNext, c.minSeq, c.lastLive = liveFrom, next, minSeq, liveFrom-1
+	for _, s := range statuses {
+		c.push(item{data: s})
+	}
+	c.flush()
+	c.checkOverflow()
+	return !c.closed
+}
+
+// Live offers a live event frame. Sequences at or below the last one
+// accepted are ignored, so that no sequence is sent twice.
+func (c *Client) Live(seq uint64, frame []byte) {
+	c.mu.Lock()
+	if c.closed || seq <= c.lastLive || seq < c.minSeq {
+		c.mu.Unlock()
+		return
+	}
+	c.lastLive = seq
+	it := item{seq: seq, data: frame}
+	if c.phase == buffering {
+		c.pending = append(c.pending, it)
+		c.queued += len(frame)
+	} else {
+		c.push(it)
+		c.flush()
+	}
+	slow := c.checkOverflow()
+	c.mu.Unlock()
+	if slow != nil {
+		slow()
+	}
+}
+
+// Status queues a status frame.
+func (c *Client) Status(frame []byte) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.push(item{data: frame})
+	c.flush()
+	slow := c.checkOverflow()
+	c.mu.Unlock()
+	if slow != nil {
+		slow()
+	}
+}
+
+// SetReplayNext records the next sequence the replay reads (it skipped
+// what comes before: messages the filter or the token drops, or that aged
+// out).
+func (c *Client) SetReplayNext(seq uint64) {
+	c.mu.Lock()
+	c.replayNext = max(c.replayNext, seq)
+	c.mu.Unlock()
+}
+
+// Replay queues a replayed frame (an event when seq > 0) without waiting.
+// It reports whether there is room for more: false once the queue is half
+// full (then the replay lets go of its slot and calls WaitRoom) or the
+// client is closed. The replay paces itself by it, so its frames never
+// make the client a slow consumer.
+func (c *Client) Replay(seq uint64, frame []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.push(item{seq: seq, data: frame})
+	if seq > 0 {
+		c.replayNext = seq + 1
+	}
+	c.flush()
+	return c.mainBytes <= c.opts.MaxQueueBytes/2
+}
+
+// HasRoom reports whether the replay may queue more now.
+func (c *Client) HasRoom() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && c.mainBytes <= c.opts.MaxQueueBytes/2
+}
+
+// WaitRoom waits until the client has drained its queue to a quarter of
+// MaxQueueBytes. It returns ErrClosed once the client is closed, or the
+// context's error.
+func (c *Client) WaitRoom(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		closed, ok := c.closed, c.mainBytes <= c.opts.MaxQueueBytes/4
+		c.mu.Unlock()
+		switch {
+		case closed:
+			return ErrClosed
+		case ok:
+			return nil
+		}
+		select {
+		case <-c.room:
+		case <-c.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// GoLive ends the replay: it queues {"type":"live","seq":seq}, then the live
+// events held back, and lets later live events through.
+func (c *Client) GoLive(seq uint64) {
+	c.mu.Lock()
+	if c.closed || c.phase != buffering {
+		c.mu.Unlock()
+		return
+	}
+	c.push(item{data: LiveFrame(seq, c.epoch)})
+	for _, it := range c.pending {
+		c.queue = append(c.queue, it)
+		c.mainBytes += len(it.data)
+	}
+	c.pending = nil
+	c.phase = live
+	c.flush()
+	slow := c.checkOverflow()
+	c.mu.Unlock()
+	if slow != nil {
+		slow()
+	}
+}
+
+// Sent is called by the transport after each frame is written: one more
+// frame fits in the sink.
+func (c *Client) Sent() {
+	c.mu.Lock()
+	c.sent++
+	c.flush()
+	roomy := c.mainBytes <= c.opts.MaxQueueBytes/4
+	c.mu.Unlock()
+	if roomy {
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// End closes the client with code: its error frame (with resume_from_seq
+// and epoch where the code carries them; none for Shutdown) and close
+// code. reason is the frame's message; for codes that resume, how to go on
+// is added to it.
+func (c *Client) End(code Code, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endLocked(code, reason)
+}
+
+// Reset closes the client with stream_reset, naming the stream's new epoch.
+func (c *Client) Reset(epoch, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.epoch = epoch
+	}
+	c.endLocked(StreamReset, reason)
+}
+
+// Disconnected is called by the transport when the connection is gone.
+func (c *Client) Disconnected() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		close(c.done)
+	}
+	c.drop()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
+
+// Checked is the highest sequence the client's filter has been checked
+// against with nothing for it left unsent (bookmarks; resume_from_seq is
+// one more).
+func (c *Client) Checked() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.checkedLocked()
+}
+
+// Stats reports frames handed to the sink and written, and queued bytes.
+func (c *Client) Stats() (handed, sent uint64, queued int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.handed, c.sent, c.queued
+}
+
+func (c *Client) push(it item) {
+	c.queue = append(c.queue, it)
+	c.queued += len(it.data)
+	c.mainBytes += len(it.data)
+}
+
+// flush hands queued frames to the sink while it has credit: the one
+// place where frames leave the client. c.mu is held.
+func (c *Client) flush() {
+	if c.sink == nil || c.closed {
+		return
+	}
+	limit := uint64(c.opts.Credits)
+	for c.head < len(c.queue) && c.handed-c.sent < limit {
+		it := c.queue[c.head]
+		c.queue[c.head] = item{}
+		c.head++
+		c.queued -= len(it.data)
+		c.mainBytes -= len(it.data)
+		if err := c.sink.Send(it.data); err != nil {
+			return // the connection is closing; Disconnected follows
+		}
+		c.handed++
+	}
+	if c.head == len(c.queue) {
+		c.queue, c.head = c.queue[:0], 0
+		if cap(c.queue) > 1024 {
+			c.queue = nil
+		}
+	} else if c.head > 256 && c.head > len(c.queue)/2 {
+		n := copy(c.queue, c.queue[c.head:])
+		clear(c.queue[n:])
+		c.queue, c.head = c.queue[:n], 0
+	}
+}
+
+// checkOverflow ends the client as a slow consumer when its queue is over
+// the limit; it returns the hook to call once c.mu is released.
+func (c *Client) checkOverflow() func() {
+	if c.closed || c.queued <= c.opts.MaxQueueBytes {
+		return nil
+	}
+	resume := c.resumeLocked()
+	c.endLocked(SlowConsumer, fmt.Sprintf("the client fell more than %d bytes behind", c.opts.MaxQueueBytes))
+	if c.Spec.OnSlow == nil {
+		return nil
+	}
+	return func() { c.Spec.OnSlow(resume) }
+}
+
+// resumeLocked is the first event the client has not been handed: the
+// first queued event frame, else one past what its filter was checked
+// against. 0 before the client joined (nothing to resume).
+func (c *Client) resumeLocked() uint64 {
+	if c.phase == joining {
+		return 0
+	}
+	return max(c.checkedLocked()+1, c.minSeq, 1)
+}
+
+// checkedLocked: see Checked. Frames leave in order: the replay's events,
+// then (once the replay has read up to liveFrom) the live events held
+// back, then live ones.
+func (c *Client) checkedLocked() uint64 {
+	if seq, ok := firstEvent(c.queue[c.head:]); ok {
+		return seq - 1
+	}
+	if c.phase == joining {
+		return 0
+	}
+	if c.phase == buffering && c.replayNext < c.liveFrom {
+		return max(c.replayNext, 1) - 1 // 0: not known yet
+	}
+	if seq, ok := firstEvent(c.pending); ok {
+		return seq - 1
+	}
+	checked := c.lastLive
+	if c.feed != nil {
+		checked = max(checked, c.feed.Load())
+	}
+	return checked
+}
+
+func firstEvent(items []item) (uint64, bool) {
+	for _, it := range items {
+		if it.seq > 0 {
+			return it.seq, true
+		}
+	}
+	return 0, false
+}
+
+func (c *Client) endLocked(code Code, reason string) {
+	if c.closed {
+		return
+	}
+	e := &ending{code: code.Close(), text: code.closeText()}
+	if code != Shutdown {
+		var resume uint64
+		if code.Resumes() {
+			resume = c.resumeLocked()
+		}
+		msg := reason
+		switch {
+		case resume > 0 && c.epoch != "":
+			msg += fmt.Sprintf("; reconnect with from_seq=%d&epoch=%s", resume, c.epoch)
+		case resume > 0:
+			msg += fmt.Sprintf("; reconnect with from_seq=%d", resume)
+		case code == StreamReset:
+			msg += "; reconnect without from_seq (since, or live only)"
+		}
+		e.frame = ErrorFrame(code, msg, resume, c.epoch)
+	}
+	c.closed, c.end = true, e
+	close(c.done)
+	c.drop()
+	if c.sink != nil {
+		c.sendEnd()
+	}
+}
+
+// sendEnd hands the sink the error frame (into one of the two slots kept
+// for it) and the close, and arms the abort timer. c.mu is held.
+func (c *Client) sendEnd() {
+	e := c.end
+	if e == nil {
+		e = &ending{code: CloseGoingAway, text: "closed"}
+	}
+	if e.frame != nil && c.sink.Send(e.frame) == nil {
+		c.handed++
+	}
+	_ = c.sink.Close(e.code, e.text)
+	c.timer = time.AfterFunc(c.opts.CloseTimeout, c.sink.Abort)
+}
+
+func (c *Client) drop() {
+	c.queue, c.head, c.pending, c.queued, c.mainBytes = nil, 0, nil, 0, 0
+}

@@ -1,0 +1,26 @@
+// Package client is one consumer of the gateway's event feed, whatever the
+// transport: its filter and token rights, its outgoing queue bounded in
+// bytes, the credit-based hand-off of frames to the transport, resume
+// bookkeeping (resume_from_seq, epoch), slow-consumer handling, and the
+// protocol's frames, error codes and close codes, defined once here.
+//
+// Entry points: New, Client (Attach, JoinLive, JoinBuffering, Live, Status,
+// Replay, WaitRoom, GoLive, Sent, End, Reset, Disconnected, Checked), the
+// Sink a transport implements, the *Frame builders, Decode (is a stream
+// message a valid event), Code and the Close* constants, EpochOf and
+// CheckEpoch.
+//
+// Flow control: a Sink holds at most Options.Credits frames plus two (the
+// closing error frame and the close); the client counts frames handed to
+// the sink and frames the transport reports written (Sent) and hands a
+// frame only while fewer than Credits are in flight, all in one function
+// (flush). Frames that cannot be handed wait in the client's queue; when
+// the queue exceeds MaxQueueBytes the client ends with slow_consumer and
+// an exact resume_from_seq, and a timer aborts the connection if the close
+// cannot be written within CloseTimeout. Nothing here blocks the hub.
+//
+// Resume: resume_from_seq is always the first event frame not handed to
+// the sink; when none is queued, one past the highest sequence the
+// client's filter has been checked against (Checked): the replay's
+// position while replaying, the live feed's Position once live.
+package client

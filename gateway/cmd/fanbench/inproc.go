@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// breakdown measures an idle client's memory in the in-process gateway,
+// recording every allocation: the heap by component and the goroutine
+// stacks, per client.
+func (o *orchestrator) breakdown(ctx context.Context) *breakdownResult {
+	n := o.sc.IdleClients
+	r := &breakdownResult{Clients: n}
+	o.logf("dockcast: breakdown: %d idle clients, in-process gateway, every allocation recorded", n)
+	g := &gatewayPeer{o: o, inproc: true, memRate: 1}
+	if err := g.start(ctx); err != nil {
+		r.Err = "start: " + err.Error()
+		g.stop()
+		return r
+	}
+	defer g.stop()
+	settle(ctx, time.Second)
+	if err := getJSON(ctx, g.debugBase()+"/debug/breakdown", &r.Before); err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	rss0, _ := rssBytes(g.pid())
+	cr, ready, err := o.startClients(ctx, "dockcast-breakdown", g.clients(n, 0))
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	defer cr.stop()
+	if ready.Ready != n {
+		r.Err = fmt.Sprintf("%d of %d clients ready: %s", ready.Ready, n, ready.FirstError)
+		return r
+	}
+	settle(ctx, 3*time.Second)
+	if err := getJSON(ctx, g.debugBase()+"/debug/breakdown", &r.After); err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	rss1, _ := rssBytes(g.pid())
+	r.RSSDelta = rss1 - rss0
+	return r
+}
+
+// profile runs the flat-out and latency loads against the in-process
+// gateway and saves CPU and allocation profiles in BENCH_PROFILE.
+func (o *orchestrator) profile(ctx context.Context) *profileResult {
+	r := &profileResult{Dir: o.profileDir}
+	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	loads := []struct {
+		name            string
+		clients, events int
+		rate            int
+		batch           bool
+	}{
+		{"flat", o.sc.FlatClients, o.sc.FlatEvents, 0, false},
+		{"latency", o.sc.LatClients, o.sc.LatRate * int(o.sc.LatDuration/time.Second), o.sc.LatRate, false},
+	}
+	for _, l := range loads {
+		o.logf("dockcast: profile: %s", l.name)
+		g := &gatewayPeer{o: o, inproc: true, batch: l.batch}
+		if err := g.start(ctx); err != nil {
+			r.Err = "start: " + err.Error()
+			g.stop()
+			return r
+		}
+		var hookErr error
+		hook := func(start bool) {
+			base := filepath.Join(o.profileDir, l.name)
+			if start {
+				hookErr = o.saveURL(ctx, g.debugBase()+"/debug/pprof/allocs", base+"-allocs-before.prof")
+				if hookErr == nil {
+					hookErr = o.call(ctx, g.debugBase()+"/debug/cpu/start?path="+url.QueryEscape(base+"-cpu.prof"))
+				}
+				return
+			}
+			if err := o.call(ctx, g.debugBase()+"/debug/cpu/stop"); err != nil && hookErr == nil {
+				hookErr = err
+			}
+			if err := o.saveURL(ctx, g.debugBase()+"/debug/pprof/allocs", base+"-allocs-after.prof"); err != nil && hookErr == nil {
+				hookErr = err
+			}
+		}
+		f, err := o.flow(ctx, g, l.clients, l.events, l.rate, hook)
+		g.stop()
+		if err == nil {
+			err = hookErr
+		}
+		if err != nil {
+			r.Err = l.name + ": " + err.Error()
+			return r
+		}
+		r.Loads = append(r.Loads, profiledLoad{Name: l.name, Flow: f})
+	}
+	r.Binary = o.self
+	return r
+}
+
+func (o *orchestrator) call(ctx context.Context, u string) error {
+	code, body, err := httpGet(ctx, u)
+	if err != nil {
+		return err
+	}
+	if code != 200 {
+		return fmt.Errorf("GET %s: %d %s", u, code, body)
+	}
+	return nil
+}
+
+func (o *orchestrator) saveURL(ctx context.Context, u, path string) error {
+	code, body, err := httpGet(ctx, u)
+	if err != nil {
+		return err
+	}
+	if code != 200 {
+		return fmt.Errorf("GET %s: %d", u, code)
+	}
+	return os.WriteFile(path, []byte(body), 0o644)
+}

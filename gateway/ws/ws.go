@@ -1,0 +1,146 @@
+package ws
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/olahol/melody"
+
+	"github.com/dockcast/dockcast/gateway/client"
+)
+
+// Subprotocol is the WebSocket subprotocol of dockcast's frames. A client
+// that lists it (browsers pass the token beside it, as
+// dockcast.token.<base64url>) gets it as the answer.
+const Subprotocol = "dockcast.v1"
+
+// Options tune the transport; zero values take the defaults.
+type Options struct {
+	WriteWait  time.Duration // deadline of every write (default 10s)
+	PongWait   time.Duration // a client silent this long is dropped (default 60s)
+	PingPeriod time.Duration // ping interval (default 9/10 of PongWait)
+	// MaxMessageSize is the largest frame a client may send (default 4096).
+	MaxMessageSize int64
+	// Buffer is melody's MessageBufferSize (default 32).
+	Buffer int
+}
+
+// Defaults fills zero fields.
+func (o Options) Defaults() Options {
+	if o.WriteWait <= 0 {
+		o.WriteWait = 10 * time.Second
+	}
+	if o.PongWait <= 0 {
+		o.PongWait = 60 * time.Second
+	}
+	if o.PingPeriod <= 0 || o.PingPeriod >= o.PongWait {
+		o.PingPeriod = o.PongWait * 9 / 10
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = 4096
+	}
+	if o.Buffer < 4 {
+		o.Buffer = 32
+	}
+	return o
+}
+
+// Hooks are called for every connection.
+type Hooks struct {
+	// Connected runs once the client's sink is attached: start feeding it.
+	Connected func(c *client.Client)
+	// Disconnected runs when the connection is gone.
+	Disconnected func(c *client.Client)
+	// Written runs after each frame is written, with its size.
+	Written func(bytes int)
+}
+
+// Transport serves WebSocket connections with melody.
+type Transport struct {
+	log   *slog.Logger
+	opts  Options
+	hooks Hooks
+	m     *melody.Melody
+}
+
+const keyClient = "client"
+
+// New makes the transport.
+func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
+	o = o.Defaults()
+	t := &Transport{log: log.With("component", "ws"), opts: o, hooks: hooks}
+	m := melody.New()
+	m.Config.WriteWait = o.WriteWait
+	m.Config.PongWait = o.PongWait
+	m.Config.PingPeriod = o.PingPeriod
+	m.Config.MaxMessageSize = o.MaxMessageSize
+	m.Config.MessageBufferSize = o.Buffer
+	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true } // admission checked the origin
+	m.Upgrader.Subprotocols = []string{Subprotocol}
+	m.Upgrader.WriteBufferPool = &sync.Pool{}
+	m.HandleConnect(func(s *melody.Session) {
+		c := sessionClient(s)
+		c.Attach(sink{s})
+		if hooks.Connected != nil {
+			hooks.Connected(c)
+		}
+	})
+	m.HandleDisconnect(func(s *melody.Session) {
+		c := sessionClient(s)
+		c.Disconnected()
+		if hooks.Disconnected != nil {
+			hooks.Disconnected(c)
+		}
+	})
+	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
+		sessionClient(s).Sent()
+		if hooks.Written != nil {
+			hooks.Written(len(msg))
+		}
+	})
+	m.HandleError(func(s *melody.Session, err error) {
+		if errors.Is(err, melody.ErrMessageBufferFull) {
+			t.log.Error("melody buffer full: a frame was dropped", "remote", s.Request.RemoteAddr)
+			return
+		}
+		t.log.Debug("websocket", "remote", s.Request.RemoteAddr, "err", err)
+	})
+	t.m = m
+	return t
+}
+
+// Credits is how many frames a client may hand melody at once.
+func (t *Transport) Credits() int { return t.opts.Buffer - 2 }
+
+// Serve upgrades the request and serves c on it until the connection
+// ends.
+func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Client) error {
+	return t.m.HandleRequestWithKeys(w, r, map[string]any{keyClient: c})
+}
+
+// Abort closes every connection at once (a shutdown past its deadline).
+func (t *Transport) Abort() {
+	if sessions, err := t.m.Sessions(); err == nil {
+		for _, s := range sessions {
+			_ = s.WebsocketConnection().Close()
+		}
+	}
+}
+
+func sessionClient(s *melody.Session) *client.Client {
+	return s.MustGet(keyClient).(*client.Client)
+}
+
+// sink is a melody session as a client's Sink.
+type sink struct{ s *melody.Session }
+
+func (k sink) Send(frame []byte) error { return k.s.Write(frame) }
+
+func (k sink) Close(code int, reason string) error {
+	return k.s.CloseWithMsg(melody.FormatCloseMessage(code, reason))
+}
+
+func (k sink) Abort() { _ = k.s.WebsocketConnection().Close() }
