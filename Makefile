@@ -32,7 +32,7 @@ test: test-deps build lint
 # publishes; see gateway/cmd/fanbench/doc.go for its variables.
 Q = $(if $(BENCH_QUICK),1,)
 bench: test-deps build bench-tools
-	cd publisher && $(GO) test -run '^$$' -bench WriterBurst -benchtime $(if $(Q),10000x,100000x) -count $(if $(Q),1,3) ./stream/
+	cd publisher && $(GO) test -run '^$$' -bench 'WriterBurst|RawAsyncPublish|R3' -benchtime $(if $(Q),10000x,100000x) -count $(if $(Q),1,3) ./stream/
 	cd publisher && $(GO) test -run '^$$' -bench DockerRunToStream -benchtime $(if $(Q),5x,30x) ./app/
 	cd gateway && $(GO) build -o $(BIN)/fanbench ./cmd/fanbench
 	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/fanbench

@@ -17,12 +17,17 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dockcast/dockcast/publisher/config"
 	"github.com/dockcast/dockcast/publisher/docker"
 	"github.com/dockcast/dockcast/publisher/embedded"
+	"github.com/dockcast/dockcast/publisher/history"
 	"github.com/dockcast/dockcast/publisher/metrics"
+	"github.com/dockcast/dockcast/publisher/queue"
+	"github.com/dockcast/dockcast/publisher/statuskv"
 	"github.com/dockcast/dockcast/publisher/stream"
+	"github.com/dockcast/dockcast/shared/backoff"
 	shared "github.com/dockcast/dockcast/shared/config"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
@@ -52,33 +57,45 @@ type App struct {
 	// Getenv reads Docker's variables (DOCKER_HOST, …); default: none set.
 	Getenv func(string) string
 
-	QueueCapacity int           // stream.DefaultQueueCapacity
-	Window        int           // stream.DefaultWindow
-	AckTimeout    time.Duration // stream.DefaultAckTimeout
-	DrainTimeout  time.Duration // 30s: how long shutdown waits for the queue to drain
+	AckTimeout   time.Duration // stream.DefaultAckTimeout
+	DrainTimeout time.Duration // 30s: how long shutdown waits for the queue to drain
 	// DockerBackoffMin/Max bound the Docker reconnect backoff.
 	DockerBackoffMin, DockerBackoffMax time.Duration
 	// PingInterval is how often a live Docker subscription pings the engine.
 	PingInterval time.Duration
-	// Published is called for every acknowledged event (see stream.Writer).
-	Published func(e event.Event, duplicate bool)
+	// StatusRenew is how often the node's lease and status are rewritten
+	// (statuskv.DefaultRenew).
+	StatusRenew time.Duration
+	// Stages run, in order, on every event between the Docker reader and
+	// the writer; they may wait (the reader never does).
+	Stages []queue.Stage
+	// Stored, if set, is called for every event stored, in stream order,
+	// with its stream sequence (stream.Writer.Stored); it must not block.
+	Stored func(seq uint64, it *queue.Item)
 	// Listening, if set, is called with the HTTP server's address.
 	Listening func(addr string)
 
 	Metrics *metrics.Metrics // set by Run
-	Queue   *stream.Queue    // set by Run
+	Queue   *queue.Queue     // set by Run: the queue the Docker reader fills
 
+	maxBatch                  int // the writer's; 0: stream.DefaultMaxBatch
 	dockerUp, natsUp, resumed atomic.Bool
+	writer                    atomic.Pointer[stream.Writer]
 	nodeName                  atomic.Value // string
-
-	// runWriter runs the writer (tests inject failures; default: w.Run).
-	runWriter func(ctx context.Context, w *stream.Writer) error
 }
 
-// Run runs the publisher until ctx ends, then shuts down gracefully.
+// ErrEdgeMode is returned for PUBLISHER_HUB until edge mode is built.
+var ErrEdgeMode = errors.New("PUBLISHER_HUB is set, but edge mode is not available in this build of the publisher: unset it to publish directly to NATS_URL")
+
+// Run runs the publisher until ctx ends, then shuts down gracefully: it
+// stops reading Docker, drains the queue (at most DrainTimeout), marks the
+// node stopped in DOCKER_STATUS (releasing its lease), and closes NATS and
+// the embedded server.
 func (a *App) Run(ctx context.Context) error {
 	cfg := a.Config
-	log := a.Log
+	if cfg.Edge() {
+		return ErrEdgeMode
+	}
 	if a.Getenv == nil {
 		a.Getenv = func(string) string { return "" }
 	}
@@ -95,56 +112,33 @@ func (a *App) Run(ctx context.Context) error {
 	natsURL := cfg.NATSURL
 	if cfg.Embedded() {
 		host, port, _ := config.SplitHostPort(cfg.EmbeddedNATS)
-		ns, err := embedded.Start(embedded.Options{Host: host, Port: port, StoreDir: cfg.DataDir, Logger: log})
+		ns, err := embedded.Start(embedded.Options{Host: host, Port: port, StoreDir: cfg.DataDir, Sync: cfg.SyncInterval(), Logger: a.Log})
 		if err != nil {
 			return fmt.Errorf("start embedded nats on %s: %w", cfg.EmbeddedNATS, err)
 		}
 		defer ns.Shutdown()
-		natsURL = ns.ClientURL()
-		log.Info("embedded nats server running", "url", natsURL, "data_dir", cfg.DataDir)
+		natsURL, a.maxBatch = ns.ClientURL(), ns.MaxBatch()
+		a.Log.Info("embedded nats server running", "url", natsURL, "data_dir", cfg.DataDir, "sync", cfg.EmbeddedSync)
 	}
 
-	a.Queue = stream.NewQueue(a.QueueCapacity)
-	a.Metrics = metrics.New(func() float64 { return float64(a.Queue.Len()) })
-	m := a.Metrics
-
-	var natsWasDown atomic.Bool
-	nc, err := natsutil.Connect(natsutil.Options{
-		URL: natsURL, Creds: cfg.NATSCreds, Name: "dockcast-publisher", Logger: log.With("component", "nats"),
-		OnChange: func(up bool) {
-			a.natsUp.Store(up)
-			if !up {
-				natsWasDown.Store(true)
-			} else if natsWasDown.Swap(false) {
-				m.Reconnects.WithLabelValues("nats").Inc()
-			}
-		},
-	})
+	a.Queue = queue.New(int64(cfg.QueueMaxBytes))
+	a.Metrics = metrics.New(a.Queue)
+	nc, err := a.connect(natsURL)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	if nc.IsConnected() {
-		a.natsUp.Store(true)
-	}
-
-	// HTTP first, so /healthz answers while we wait for NATS.
-	srv, ln, err := a.httpServer()
-	if err != nil {
-		return err
-	}
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Serve(ln) }()
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-httpDone
+		if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			a.Log.Debug("nats drain", "err", err)
+		}
 	}()
-	log.Info("http listening", "addr", ln.Addr().String())
-	if a.Listening != nil {
-		a.Listening(ln.Addr().String())
+
+	// HTTP first, so /healthz answers while we wait for NATS and Docker.
+	stopHTTP, err := a.serveHTTP()
+	if err != nil {
+		return err
 	}
+	defer stopHTTP()
 
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -157,96 +151,185 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	node, err := a.node(ctx, cli)
+	if err != nil {
+		return nil // ctx ended
+	}
+	a.nodeName.Store(node)
+	key := &statuskv.Key{KV: kv, Node: node, Log: a.Log.With("component", "status"), Renew: a.StatusRenew}
+	starting := status.Status{Docker: status.Disconnected, Error: "publisher starting", Since: time.Now().UTC()}
+	if err := key.Acquire(ctx, starting); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	a.Log.Info("node lease taken", "node", node, "holder", key.Holder)
+	return a.runStages(ctx, cli, js, st, key, node, nc)
+}
 
-	statusW := &stream.StatusWriter{KV: kv, Log: log.With("component", "status")}
-	// The status and the writer outlive ctx (they drain at shutdown); the
-	// watcher stops with ctx, or earlier when the writer fails.
+// runStages runs the publisher's stages under one errgroup: the Docker
+// reader, the optional ordered stages, the writer and the status key.
+// Reading stops with ctx; the writer then drains the queue; the status key
+// writes the node's "stopped" status last. A stage that fails (the lease
+// taken by another publisher, a failing enrichment stage) stops all of
+// them at once and is Run's error.
+func (a *App) runStages(ctx context.Context, cli *client.Client, js jetstream.JetStream, st jetstream.Stream,
+	key *statuskv.Key, node string, nc *nats.Conn) error {
+	cfg, log := a.Config, a.Log
+	readCtx, stopRead := context.WithCancel(ctx)
+	defer stopRead()
+	writeCtx, stopWrite := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWrite()
 	statusCtx, stopStatus := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStatus()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); statusW.Run(statusCtx) }()
+	var failMu sync.Mutex
+	var failure error
+	fail := func(err error) {
+		failMu.Lock()
+		if failure == nil {
+			failure = err
+		}
+		failMu.Unlock()
+		stopRead()
+		stopWrite()
+	}
 
+	writeQueue := a.Queue
+	if len(a.Stages) > 0 {
+		writeQueue = queue.New(int64(cfg.QueueMaxBytes) / 8)
+	}
+	want := a.streamConfig()
 	writer := &stream.Writer{
-		Conn: nc, Queue: a.Queue, Metrics: m, Log: log.With("component", "writer"),
-		Window: a.Window, AckTimeout: a.AckTimeout, Published: a.Published,
+		Conn: nc, Stream: cfg.Stream, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
+		AckTimeout: a.AckTimeout, Stored: a.Stored, MaxBatch: a.maxBatch,
+		StreamMissing: func(ctx context.Context) error {
+			_, err := natsutil.EnsureSharedStream(ctx, js, want, cfg.Explicit(), log)
+			return err
+		},
 	}
-	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWriter()
-	runWriter := a.runWriter
-	if runWriter == nil {
-		runWriter = func(ctx context.Context, w *stream.Writer) error { return w.Run(ctx) }
-	}
-	writerDone := make(chan error, 1)
-	go func() { writerDone <- runWriter(writerCtx, writer) }()
-
+	a.writer.Store(writer)
 	watcher := &docker.Watcher{
-		Client: cli, Node: cfg.Node, Filter: cfg.EngineFilter(), Queue: a.Queue, Metrics: m,
+		Client: cli, Node: node, Filter: cfg.EngineFilter(), Queue: a.Queue, Metrics: a.Metrics,
 		Log: log.With("component", "docker"),
-		Resume: func(ctx context.Context, node string, window time.Duration) ([]event.Event, error) {
-			return stream.RecentEvents(ctx, st, node, window)
+		Resume: func(ctx context.Context, node string, window time.Duration, atLeast int) ([]event.Event, error) {
+			return history.Recent(ctx, st, node, window, atLeast)
 		},
 		Status: func(s status.Status) {
 			a.dockerUp.Store(s.Docker == status.Connected)
-			a.nodeName.Store(s.Node)
-			statusW.Set(s)
+			key.Set(s)
 		},
 		Ready:      func(r bool) { a.resumed.Store(r) },
 		BackoffMin: a.DockerBackoffMin, BackoffMax: a.DockerBackoffMax, PingInterval: a.PingInterval,
 	}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	watchDone := make(chan error, 1)
-	go func() { watchDone <- watcher.Run(watchCtx) }()
 
-	// Shutdown, in reverse order: stop reading Docker, drain the queue,
-	// write the status, close NATS, stop the embedded server (deferred).
-	var werr error
-	select {
-	case <-ctx.Done():
-		<-watchDone
-	case werr = <-writerDone: // only on an internal failure
-		log.Error("writer stopped", "err", werr)
-		if werr == nil { // cannot happen before the queue is closed; never report success
-			werr = errors.New("writer stopped unexpectedly")
-		}
-		werr = fmt.Errorf("writer: %w", werr)
-		stopWatch()
+	var g errgroup.Group
+	drained := make(chan struct{})
+	g.Go(func() error { // 1. the Docker reader, until ctx ends
+		defer a.Queue.Close()
+		return watcher.Run(readCtx)
+	})
+	if writeQueue != a.Queue {
+		g.Go(func() error { // 2. ordered stages
+			err := queue.Relay(writeCtx, a.Queue, writeQueue, a.Stages...)
+			if err != nil && writeCtx.Err() == nil {
+				err = fmt.Errorf("enrichment: %w", err)
+				fail(err)
+				return err
+			}
+			return nil
+		})
 	}
-	a.resumed.Store(false)
-	a.Queue.Close()
-	if werr == nil {
+	g.Go(func() error { // 3. the writer, until the queue is drained
+		defer close(drained)
+		err := writer.Run(writeCtx)
+		if err != nil {
+			err = fmt.Errorf("drain queue: %d events not stored: %w", a.Queue.Len()+writeQueue.Len(), err)
+		}
+		a.resumed.Store(false)
+		failMu.Lock()
+		lost := failure != nil
+		failMu.Unlock()
+		if !lost {
+			key.Set(status.Status{Docker: status.Disconnected, Error: statuskv.StoppedError, Since: time.Now().UTC()})
+		}
+		stopStatus()
+		return err
+	})
+	g.Go(func() error { // 4. the node's status and lease, until the writer is done
+		if err := key.Run(statusCtx); err != nil {
+			fail(err)
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { // 5. the drain deadline
+		<-readCtx.Done()
 		log.Info("shutting down: draining the queue", "queue", a.Queue.Len(), "deadline", a.DrainTimeout)
-		timer := time.AfterFunc(a.DrainTimeout, stopWriter)
-		werr = <-writerDone
-		timer.Stop()
-		if werr != nil {
-			log.Error("queue not drained before the deadline", "left", a.Queue.Len(), "err", werr)
-			werr = fmt.Errorf("drain queue: %d events not published: %w", a.Queue.Len(), werr)
+		t := time.NewTimer(a.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			stopWrite()
+		case <-drained:
 		}
-	} else {
-		<-watchDone
+		return nil
+	})
+	err := g.Wait()
+	failMu.Lock()
+	defer failMu.Unlock()
+	if failure != nil {
+		log.Error("publisher stopped", "err", failure)
+		return failure
 	}
-	if node := watcher.NodeName(); node != "" {
-		statusW.Set(stoppedStatus(node))
-	}
-	stopStatus()
-	wg.Wait()
-	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		log.Debug("nats drain", "err", err)
+	if err != nil {
+		log.Error("queue not drained before the deadline", "err", err)
+		return err
 	}
 	log.Info("publisher stopped")
-	return werr
+	return nil
+}
+
+// connect dials NATS (it reconnects forever on its own).
+func (a *App) connect(url string) (*nats.Conn, error) {
+	var wasDown atomic.Bool
+	nc, err := natsutil.Connect(natsutil.Options{
+		URL: url, Creds: a.Config.NATSCreds, TLS: a.Config.NATSTLS, Name: "dockcast-publisher",
+		Logger: a.Log.With("component", "nats"),
+		OnChange: func(up bool) {
+			a.natsUp.Store(up)
+			if !up {
+				wasDown.Store(true)
+			} else if wasDown.Swap(false) {
+				a.Metrics.Reconnects.WithLabelValues("nats").Inc()
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if nc.IsConnected() {
+		a.natsUp.Store(true)
+	}
+	return nc, nil
+}
+
+// streamConfig is the stream this publisher wants.
+func (a *App) streamConfig() jetstream.StreamConfig {
+	cfg := a.Config
+	want := natsutil.StreamConfig(cfg.Stream, cfg.MaxAge, int64(cfg.MaxBytes), cfg.Replicas)
+	want.Duplicates = cfg.DuplicateWindow
+	return want
 }
 
 // setupStream waits for NATS and ensures the stream and the status bucket.
 func (a *App) setupStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, jetstream.KeyValue, error) {
 	cfg := a.Config
-	want := natsutil.StreamConfig(cfg.Stream, cfg.MaxAge, int64(cfg.MaxBytes), cfg.Replicas)
-	wait := 250 * time.Millisecond
+	want := a.streamConfig()
+	retry := backoff.New(250*time.Millisecond, 10*time.Second)
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := natsutil.EnsureStream(sctx, js, want, a.Log)
+		st, err := natsutil.EnsureSharedStream(sctx, js, want, cfg.Explicit(), a.Log)
 		var kv jetstream.KeyValue
 		if err == nil {
 			kv, err = natsutil.EnsureStatusBucket(sctx, js, cfg.Replicas)
@@ -261,11 +344,36 @@ func (a *App) setupStream(ctx context.Context, js jetstream.JetStream) (jetstrea
 		if isPermanent(err) {
 			return nil, nil, err
 		}
+		wait := retry.Next()
 		a.Log.Warn("waiting for JetStream", "err", err, "wait", wait)
-		if stream.Sleep(ctx, stream.Jitter(wait)) != nil {
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil, nil, ctx.Err()
 		}
-		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// node is PUBLISHER_NODE, else the engine's name (waiting for the engine).
+func (a *App) node(ctx context.Context, cli *client.Client) (string, error) {
+	if a.Config.Node != "" {
+		return a.Config.Node, nil
+	}
+	retry := backoff.New(a.DockerBackoffMin, a.DockerBackoffMax)
+	if a.DockerBackoffMin <= 0 {
+		retry = backoff.New(docker.DefaultBackoffMin, docker.DefaultBackoffMax)
+	}
+	for {
+		cctx, cancel := context.WithTimeout(ctx, docker.DefaultCallTimeout)
+		info, err := cli.Info(cctx)
+		cancel()
+		if err == nil {
+			node := config.SanitizeNode(info.Name)
+			a.Log.Info("node name taken from the engine", "node", node, "engine_name", info.Name)
+			return node, nil
+		}
+		a.Log.Warn("waiting for docker to learn the node name (or set PUBLISHER_NODE)", "err", err)
+		if err := retry.Wait(ctx); err != nil {
+			return "", err
+		}
 	}
 }
 
@@ -322,7 +430,9 @@ func checkDockerHost(h string) error {
 	return nil
 }
 
-func (a *App) httpServer() (*http.Server, net.Listener, error) {
+// serveHTTP serves /healthz, /readyz and /metrics until the returned
+// function stops it.
+func (a *App) serveHTTP() (stop func(), err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -340,7 +450,7 @@ func (a *App) httpServer() (*http.Server, net.Listener, error) {
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	ln, err := net.Listen("tcp", a.Config.HTTPAddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen on PUBLISHER_HTTP_ADDR %s: %w", a.Config.HTTPAddr, err)
+		return nil, fmt.Errorf("listen on PUBLISHER_HTTP_ADDR %s: %w", a.Config.HTTPAddr, err)
 	}
 	srv := &http.Server{
 		Handler:           mux,
@@ -350,7 +460,18 @@ func (a *App) httpServer() (*http.Server, net.Listener, error) {
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}
-	return srv, ln, nil
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	a.Log.Info("http listening", "addr", ln.Addr().String())
+	if a.Listening != nil {
+		a.Listening(ln.Addr().String())
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+	}, nil
 }
 
 // notReady is "" when ready, else the reason.
@@ -364,6 +485,11 @@ func (a *App) notReady() string {
 	}
 	if !a.resumed.Load() {
 		why = append(why, "not following docker events (resuming)")
+	}
+	if w := a.writer.Load(); w == nil {
+		why = append(why, "writer not started")
+	} else if err := w.Err(); err != nil {
+		why = append(why, "writer "+err.Error())
 	}
 	if len(why) == 0 {
 		return ""
@@ -381,8 +507,4 @@ func (a *App) Ready() (bool, string) {
 func (a *App) Node() string {
 	s, _ := a.nodeName.Load().(string)
 	return s
-}
-
-func stoppedStatus(node string) status.Status {
-	return status.Status{Node: node, Docker: status.Disconnected, Error: "publisher stopped", Since: time.Now().UTC()}
 }

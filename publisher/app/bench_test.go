@@ -9,6 +9,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/dockcast/dockcast/publisher/app"
+	"github.com/dockcast/dockcast/publisher/queue"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
@@ -25,9 +26,9 @@ func BenchmarkDockerRunToStream(b *testing.B) {
 	stored := make(chan event.Event, 1024)
 	p := startPub(b, map[string]string{"NATS_URL": ns.ClientURL(), "PUBLISHER_FILTERS": "label=" + labelKey + "=" + label},
 		func(a *app.App) {
-			a.Published = func(e event.Event, _ bool) {
-				if e.Action == "start" {
-					stored <- e
+			a.Stored = func(_ uint64, it *queue.Item) {
+				if it.Event.Action == "start" {
+					stored <- it.Event
 				}
 			}
 		})

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dockcast/dockcast/publisher/app"
-	"github.com/dockcast/dockcast/publisher/config"
 	shared "github.com/dockcast/dockcast/shared/config"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
@@ -22,20 +20,17 @@ import (
 func TestBadConfigExits2(t *testing.T) {
 	t.Parallel()
 	bin := testkit.Binary(t, "publisher")
-	file := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
+	cases := testkit.ReadBadValues(t, "../config/testdata/bad-values.tsv", testkit.ConfigFixtures(t))
+	for _, v := range []string{"ssh://me@host", "ftp://host", "tcp://"} {
+		cases = append(cases, testkit.BadValue{Var: "DOCKER_HOST", Value: v})
 	}
-	cases := append(config.BadCases(file),
-		config.BadCase{Var: "DOCKER_HOST", Value: "ssh://me@host"},
-		config.BadCase{Var: "DOCKER_HOST", Value: "ftp://host"},
-		config.BadCase{Var: "DOCKER_HOST", Value: "tcp://"},
-	)
 	for _, c := range cases {
-		t.Run(c.Var+"="+c.Value, func(t *testing.T) {
+		t.Run(c.Name(), func(t *testing.T) {
 			t.Parallel()
 			vars := map[string]string{"PUBLISHER_HTTP_ADDR": "127.0.0.1:0", "PUBLISHER_DATA_DIR": t.TempDir()}
-			vars[c.Var] = c.Value
+			for k, v := range c.Vars() {
+				vars[k] = v
+			}
 			var stderr bytes.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -1,8 +1,14 @@
 // Package app wires the publisher together. [Run] is the whole program
 // (main only maps its error to an exit status): it loads the configuration,
 // starts the embedded NATS server when no NATS_URL is set, connects to NATS,
-// ensures the stream and the status bucket, serves /healthz, /readyz and
-// /metrics, and runs the Docker watcher and the JetStream writer until the
-// context ends, then drains the queue and shuts down in reverse order.
-// [App] is the same with tunable fields, for tests and benchmarks.
+// ensures the stream and the status bucket (never lowering what other
+// publishers share), serves /healthz, /readyz and /metrics, takes the
+// node's lease, and runs its stages under one errgroup: the Docker reader
+// (docker.Watcher) fills the queue, optional ordered [App.Stages] relay it,
+// the writer (stream.Writer) stores it, the status key (statuskv.Key)
+// writes the node's status and renews the lease. Shutdown goes in reverse:
+// stop reading, drain the queue, write the "stopped" status.
+// [App] is the same with tunable fields, for tests and benchmarks; its
+// Stages and Stored fields are the seams for enrichment and for packages
+// that keep state derived from the stored events.
 package app

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -100,6 +101,22 @@ func (p *pub) Stop() {
 
 func (p *pub) get(path string) (int, string, error) {
 	return httpGet("http://" + p.http + path)
+}
+
+// metric reads one sample without labels (or with exactly the labels
+// given in name, as in /metrics) from /metrics; an error when /metrics
+// does not have it.
+func (p *pub) metric(name string) (float64, error) {
+	_, body, err := p.get("/metrics")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("/metrics has no %s", name)
 }
 
 func httpGet(url string) (int, string, error) {

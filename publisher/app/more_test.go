@@ -23,8 +23,9 @@ func TestQueueOverflowResumes(t *testing.T) {
 	testkit.EnsureProbeImage(t, cli)
 	np := testkit.StartNATSProcess(t)
 	label := testkit.Unique("overflow")
-	p := startPub(t, map[string]string{"NATS_URL": np.URL(), "PUBLISHER_FILTERS": "label=" + labelKey + "=" + label},
-		func(a *app.App) { a.QueueCapacity = 4; a.AckTimeout = time.Second })
+	p := startPub(t, map[string]string{"NATS_URL": np.URL(), "PUBLISHER_FILTERS": "label=" + labelKey + "=" + label,
+		"PUBLISHER_QUEUE_MAX_BYTES": "2KiB"}, // about four events
+		func(a *app.App) { a.AckTimeout = time.Second })
 	p.WaitReady()
 
 	engineLock.RLock()
@@ -36,8 +37,12 @@ func TestQueueOverflowResumes(t *testing.T) {
 		ids = append(ids, runAndRemove(t, cli, label))
 	}
 	testkit.Eventually(t, 30*time.Second, func() error {
-		if _, body, err := p.get("/metrics"); err != nil || strings.Contains(body, "dockcast_publisher_queue_overflows_total 0") {
-			return fmt.Errorf("no overflow yet (%v)", err)
+		n, err := p.metric("dockcast_publisher_queue_overflows_total")
+		if err != nil {
+			t.Fatal(err) // the metric itself is missing
+		}
+		if n < 1 {
+			return fmt.Errorf("no overflow yet")
 		}
 		return nil
 	})

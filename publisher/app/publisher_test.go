@@ -355,8 +355,9 @@ func TestGap(t *testing.T) {
 	})
 }
 
-// Stream limits are updated when the configuration differs; data is kept.
-func TestStreamLimitsUpdated(t *testing.T) {
+// Stream limits set in the environment are applied to an existing stream
+// (one absent is left as it is); data is kept.
+func TestStreamLimitsSetAreApplied(t *testing.T) {
 	t.Parallel()
 	ns := testkit.StartJetStream(t)
 	_, js := testkit.Connect(t, ns.ClientURL())
@@ -382,8 +383,9 @@ func TestStreamLimitsUpdated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := info.Config; c.MaxAge != 48*time.Hour || c.MaxBytes != 64<<20 || c.Duplicates != 2*time.Minute {
-		t.Errorf("limits not updated: age %v bytes %d dup %v", c.MaxAge, c.MaxBytes, c.Duplicates)
+	if c := info.Config; c.MaxAge != 48*time.Hour || c.MaxBytes != 64<<20 || c.Duplicates != time.Minute || !c.AllowAtomicPublish {
+		t.Errorf("limits: age %v bytes %d dup %v atomic %v; want the two set (48h, 64MiB), the window left at 1m, atomic batches on",
+			c.MaxAge, c.MaxBytes, c.Duplicates, c.AllowAtomicPublish)
 	}
 	m, err := s.GetMsg(ctx, 1)
 	if err != nil {

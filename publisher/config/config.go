@@ -1,21 +1,28 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	shared "github.com/dockcast/dockcast/shared/config"
 	"github.com/dockcast/dockcast/shared/filter"
+	"github.com/dockcast/dockcast/shared/natsutil"
 )
 
 // Config is the publisher's configuration, read from the environment.
 type Config struct {
 	shared.Logging
+	// NATSTLS is TLS to NATS (NATS_CA, NATS_CERT, NATS_KEY).
+	shared.NATSTLS
 
 	// NATSURL lists the NATS servers (comma separated); empty runs an embedded server.
 	NATSURL string `env:"NATS_URL"`
@@ -25,19 +32,40 @@ type Config struct {
 	EmbeddedNATS string `env:"PUBLISHER_EMBEDDED_NATS" envDefault:"127.0.0.1:4222"`
 	// DataDir is where the embedded server stores its streams.
 	DataDir string `env:"PUBLISHER_DATA_DIR" envDefault:"./data"`
+	// EmbeddedSync is the embedded server's JetStream sync_interval:
+	// "always" (fsync every write) or a Go duration.
+	EmbeddedSync string `env:"PUBLISHER_EMBEDDED_SYNC" envDefault:"always"`
 	// Node is the <node> subject token; empty takes the engine's name.
 	Node string `env:"PUBLISHER_NODE"`
 	// Filters are Docker --filter terms, comma separated, applied by the engine.
 	Filters string `env:"PUBLISHER_FILTERS"`
 	// Stream is the JetStream stream name.
 	Stream string `env:"PUBLISHER_STREAM" envDefault:"DOCKER_EVENTS"`
-	// MaxAge, MaxBytes and Replicas are the stream's limits.
-	MaxAge   time.Duration   `env:"PUBLISHER_STREAM_MAX_AGE" envDefault:"168h"`
-	MaxBytes shared.ByteSize `env:"PUBLISHER_STREAM_MAX_BYTES" envDefault:"1GiB"`
-	Replicas int             `env:"PUBLISHER_STREAM_REPLICAS" envDefault:"1"`
+	// MaxAge, MaxBytes, Replicas and DuplicateWindow are the stream's
+	// limits; an existing stream only gets those present in the
+	// environment (see Explicit).
+	MaxAge          time.Duration   `env:"PUBLISHER_STREAM_MAX_AGE" envDefault:"168h"`
+	MaxBytes        shared.ByteSize `env:"PUBLISHER_STREAM_MAX_BYTES" envDefault:"1GiB"`
+	Replicas        int             `env:"PUBLISHER_STREAM_REPLICAS" envDefault:"1"`
+	DuplicateWindow time.Duration   `env:"PUBLISHER_STREAM_DUPLICATE_WINDOW" envDefault:"2m"`
+	// QueueMaxBytes bounds the queue between the Docker reader and the writer.
+	QueueMaxBytes shared.ByteSize `env:"PUBLISHER_QUEUE_MAX_BYTES" envDefault:"64MiB"`
+	// Hub is edge mode: leaf-node URLs of the central NATS (comma
+	// separated), with HubCreds, HubCA/HubCert/HubKey and HubDomain.
+	Hub       string `env:"PUBLISHER_HUB"`
+	HubCreds  string `env:"PUBLISHER_HUB_CREDS"`
+	HubCA     string `env:"PUBLISHER_HUB_CA"`
+	HubCert   string `env:"PUBLISHER_HUB_CERT"`
+	HubKey    string `env:"PUBLISHER_HUB_KEY"`
+	HubDomain string `env:"PUBLISHER_HUB_DOMAIN" envDefault:"hub"`
 	// HTTPAddr serves /healthz, /readyz and /metrics.
 	HTTPAddr string `env:"PUBLISHER_HTTP_ADDR" envDefault:":8081"`
+
+	explicit natsutil.Explicit
 }
+
+// The smallest queue bound accepted (a test can use a tiny queue).
+const minQueueBytes = 1 << 10
 
 // Load reads the configuration through getenv and validates it. The error,
 // if any, is a [shared.Problems] with one line per problem.
@@ -46,11 +74,34 @@ func Load(getenv func(string) string) (Config, error) {
 	if err := shared.Load(&c, getenv); err != nil {
 		return Config{}, err
 	}
+	c.explicit = natsutil.Explicit{
+		MaxAge:     getenv("PUBLISHER_STREAM_MAX_AGE") != "",
+		MaxBytes:   getenv("PUBLISHER_STREAM_MAX_BYTES") != "",
+		Replicas:   getenv("PUBLISHER_STREAM_REPLICAS") != "",
+		Duplicates: getenv("PUBLISHER_STREAM_DUPLICATE_WINDOW") != "",
+	}
 	return c, nil
 }
 
+// Explicit says which stream limits the environment sets: only those
+// change an existing stream (contract, "The stream is shared").
+func (c *Config) Explicit() natsutil.Explicit { return c.explicit }
+
 // Embedded reports whether the publisher runs its own NATS server.
 func (c *Config) Embedded() bool { return strings.TrimSpace(c.NATSURL) == "" }
+
+// Edge reports whether the publisher runs in edge mode (PUBLISHER_HUB).
+func (c *Config) Edge() bool { return strings.TrimSpace(c.Hub) != "" }
+
+// SyncInterval is PUBLISHER_EMBEDDED_SYNC as a duration; 0 means always
+// (validated by Load).
+func (c *Config) SyncInterval() time.Duration {
+	if strings.EqualFold(strings.TrimSpace(c.EmbeddedSync), "always") {
+		return 0
+	}
+	d, _ := time.ParseDuration(strings.TrimSpace(c.EmbeddedSync))
+	return d
+}
 
 // EngineFilter returns the parsed PUBLISHER_FILTERS (validated by Load).
 func (c *Config) EngineFilter() filter.Filter {
@@ -76,11 +127,14 @@ func (c *Config) Validate(p *shared.Problems) {
 			p.Add("PUBLISHER_DATA_DIR", "%q is not a directory", c.DataDir)
 		}
 	}
+	if s := strings.TrimSpace(c.EmbeddedSync); !strings.EqualFold(s, "always") {
+		if d, err := time.ParseDuration(s); err != nil || d <= 0 {
+			p.Add("PUBLISHER_EMBEDDED_SYNC", "%q: want always or a duration such as 1s or 2m", c.EmbeddedSync)
+		}
+	}
 	if c.NATSCreds != "" {
-		if f, err := os.Open(c.NATSCreds); err != nil {
-			p.Add("NATS_CREDS", "cannot read credentials file: %v", err)
-		} else {
-			_ = f.Close()
+		if err := CheckCreds(c.NATSCreds); err != nil {
+			p.Add("NATS_CREDS", "%v", err)
 		}
 	}
 	if c.Node != "" {
@@ -94,8 +148,13 @@ func (c *Config) Validate(p *shared.Problems) {
 	if err := CheckStreamName(c.Stream); err != nil {
 		p.Add("PUBLISHER_STREAM", "%v", err)
 	}
-	if c.MaxAge < 0 {
+	switch {
+	case c.DuplicateWindow <= 0:
+		p.Add("PUBLISHER_STREAM_DUPLICATE_WINDOW", "must be more than 0, got %v", c.DuplicateWindow)
+	case c.MaxAge < 0:
 		p.Add("PUBLISHER_STREAM_MAX_AGE", "must not be negative, got %v", c.MaxAge)
+	case c.MaxAge > 0 && c.MaxAge < c.DuplicateWindow:
+		p.Add("PUBLISHER_STREAM_MAX_AGE", "%v is shorter than the duplicate window (PUBLISHER_STREAM_DUPLICATE_WINDOW %v)", c.MaxAge, c.DuplicateWindow)
 	}
 	if c.MaxBytes <= 0 {
 		p.Add("PUBLISHER_STREAM_MAX_BYTES", "must be more than 0, got %d", int64(c.MaxBytes))
@@ -103,24 +162,99 @@ func (c *Config) Validate(p *shared.Problems) {
 	if c.Replicas < 1 || c.Replicas > 5 {
 		p.Add("PUBLISHER_STREAM_REPLICAS", "must be between 1 and 5, got %d", c.Replicas)
 	}
+	if c.QueueMaxBytes < minQueueBytes {
+		p.Add("PUBLISHER_QUEUE_MAX_BYTES", "must be at least %s, got %s", shared.ByteSize(minQueueBytes), c.QueueMaxBytes)
+	}
+	c.validateHub(p)
 	if err := CheckHostPort(c.HTTPAddr); err != nil {
 		p.Add("PUBLISHER_HTTP_ADDR", "%v", err)
 	}
 }
 
+// validateHub checks edge mode's variables.
+func (c *Config) validateHub(p *shared.Problems) {
+	if !c.Edge() {
+		for name, v := range map[string]string{"PUBLISHER_HUB_CREDS": c.HubCreds, "PUBLISHER_HUB_CA": c.HubCA,
+			"PUBLISHER_HUB_CERT": c.HubCert, "PUBLISHER_HUB_KEY": c.HubKey} {
+			if v != "" {
+				p.Add(name, "only applies with PUBLISHER_HUB (edge mode)")
+			}
+		}
+		return
+	}
+	if !c.Embedded() {
+		p.Add("PUBLISHER_HUB", "edge mode writes to the embedded server, which is a leaf node of the hub: unset NATS_URL")
+	}
+	for _, u := range strings.Split(c.Hub, ",") {
+		if err := CheckLeafURL(strings.TrimSpace(u)); err != nil {
+			p.Add("PUBLISHER_HUB", "%v", err)
+		}
+	}
+	if c.HubCreds != "" {
+		if err := CheckCreds(c.HubCreds); err != nil {
+			p.Add("PUBLISHER_HUB_CREDS", "%v", err)
+		}
+	}
+	shared.CheckTLSFiles(p, "PUBLISHER_HUB_CA", c.HubCA, "PUBLISHER_HUB_CERT", c.HubCert, "PUBLISHER_HUB_KEY", c.HubKey)
+	if err := CheckDomain(c.HubDomain); err != nil {
+		p.Add("PUBLISHER_HUB_DOMAIN", "%v", err)
+	}
+}
+
+// CheckCreds accepts a readable NATS credentials file: a user JWT and a
+// user seed, decorated as `nsc` writes them.
+func CheckCreds(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read credentials file: %v", unwrapPathError(err))
+	}
+	if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || jwt == string(b) || !bytes.Contains(b, []byte("NATS USER JWT")) {
+		return fmt.Errorf("%s is not a NATS credentials file: no user JWT block", path)
+	}
+	if _, err := nkeys.ParseDecoratedUserNKey(b); err != nil {
+		return fmt.Errorf("%s is not a NATS credentials file: no valid user seed (%v)", path, err)
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
+}
+
+// CheckLeafURL accepts one leaf-node URL of the hub: scheme nats-leaf,
+// nats, tls, ws or wss, and a host.
+func CheckLeafURL(s string) error {
+	return checkURL(s, "leaf-node URL", "nats-leaf", "nats", "tls", "ws", "wss")
+}
+
+// CheckDomain accepts a JetStream domain name: letters, digits, '_' and
+// '-', at most 255 bytes.
+func CheckDomain(s string) error {
+	if s == "" || len(s) > 255 || strings.ContainsFunc(s, func(r rune) bool { return !nodeRune(r) || r == '=' }) {
+		return fmt.Errorf("%q: a JetStream domain has only letters, digits, '_' and '-' (at most 255)", s)
+	}
+	return nil
+}
+
 // CheckNATSURL accepts one NATS server URL: scheme nats, tls, ws or wss and a host.
 func CheckNATSURL(s string) error {
+	return checkURL(s, "server URL", "nats", "tls", "ws", "wss")
+}
+
+// checkURL accepts a URL with one of schemes, a host and a valid port.
+func checkURL(s, what string, schemes ...string) error {
 	if s == "" {
-		return fmt.Errorf("empty server URL")
+		return fmt.Errorf("empty %s", what)
 	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("%q is not a URL: %v", redact(s), unwrapURLError(err))
 	}
-	switch u.Scheme {
-	case "nats", "tls", "ws", "wss":
-	default:
-		return fmt.Errorf("%q: scheme must be nats, tls, ws or wss", redact(s))
+	if !slices.Contains(schemes, u.Scheme) {
+		return fmt.Errorf("%q: scheme must be %s or %s", redact(s), strings.Join(schemes[:len(schemes)-1], ", "), schemes[len(schemes)-1])
 	}
 	if u.Hostname() == "" {
 		return fmt.Errorf("%q: no host", redact(s))

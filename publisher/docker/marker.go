@@ -1,8 +1,6 @@
 package docker
 
 import (
-	"time"
-
 	"github.com/dockcast/dockcast/shared/event"
 )
 
@@ -11,48 +9,61 @@ import (
 // lock that orders its events, so an event stamped just before the newest
 // one published can be delivered just after it; asking from T-Slack and
 // dropping the ids already known catches such an event instead of losing it.
-const Slack = time.Second
+const Slack = 1_000_000_000 // one second, in nanoseconds
 
 // marker is the newest point the publisher has enqueued (or found in the
-// stream): the newest event time t, and the ids of the events at most
-// Slack older than t, which are the ones a resume from t-Slack offers again.
+// stream): the newest event time t, and the ids of the events the engine
+// may offer again on a resume from t-Slack: those stamped at t-Slack or
+// later, including any stamped in the future of t by a clock that later
+// stepped back (the engine replays those too).
 //
 // The watcher keeps one running marker (the next resume point) and, for each
 // subscription, a frozen copy taken when it subscribed (its floor): events
-// are dropped against the floor only, so two events delivered out of time
-// order within one subscription are both kept.
+// are dropped against the floor's ids only, never by their time, so two
+// events delivered out of time order within one subscription are both
+// kept, and so are events stamped by a clock that stepped back.
 type marker struct {
-	set     bool
-	t       int64
-	ids     map[string]int64 // id -> time_nano, for time_nano >= t-Slack
-	pruned  int64            // t at the last prune
-	horizon int64            // Slack in nanoseconds (0: Slack)
-}
-
-func (m *marker) slack() int64 {
-	if m.horizon > 0 {
-		return m.horizon
-	}
-	return int64(Slack)
+	set    bool
+	t      int64
+	ids    map[string]int64 // id -> time_nano, for time_nano >= t-Slack
+	pruned int64            // t at the last prune
 }
 
 // since is where a subscription resuming from this mark starts: t-Slack.
-func (m *marker) since() int64 { return m.t - m.slack() }
+func (m *marker) since() int64 { return m.t - Slack }
 
-// seen reports whether e must be dropped: older than t-Slack, or known.
+// seen reports whether e is known: it was enqueued or found in the stream.
 func (m *marker) seen(e *event.Event) bool {
-	if !m.set {
-		return false
-	}
-	if e.TimeNano < m.since() {
-		return true
-	}
 	_, ok := m.ids[e.ID]
 	return ok
 }
 
-// add records an enqueued event.
-func (m *marker) add(e *event.Event) { m.advance(e.TimeNano, e.ID) }
+// add records an enqueued event; the mark moves forward only.
+func (m *marker) add(e *event.Event) {
+	if m.ids == nil {
+		m.ids = map[string]int64{}
+	}
+	if !m.set || e.TimeNano > m.t {
+		m.set, m.t = true, e.TimeNano
+	}
+	if e.TimeNano >= m.since() {
+		m.ids[e.ID] = e.TimeNano
+	}
+	if m.t-m.pruned > Slack {
+		for k, kt := range m.ids {
+			if kt < m.since() {
+				delete(m.ids, k)
+			}
+		}
+		m.pruned = m.t
+	}
+}
+
+// stepBack moves the mark back to t (the engine's clock stepped back);
+// the ids stamped later stay known.
+func (m *marker) stepBack(t int64) {
+	m.set, m.t, m.pruned = true, t, t
+}
 
 // clone returns an independent copy: the floor of one subscription.
 func (m *marker) clone() marker {
@@ -64,23 +75,26 @@ func (m *marker) clone() marker {
 	return c
 }
 
-// advance records an event at t with id; the mark moves forward only.
-func (m *marker) advance(t int64, id string) {
-	if m.ids == nil {
-		m.ids = map[string]int64{}
+// fromStream sets the mark from the node's last events in the stream, in
+// stream order (history.Recent): t is the newest time of the run within
+// Slack of the last event (not a time from before a clock step), and the
+// known ids are those stamped at t-Slack or later.
+func (m *marker) fromStream(evs []event.Event) {
+	if len(evs) == 0 {
+		return
 	}
-	if !m.set || t > m.t {
-		m.set, m.t = true, t
-	}
-	if t >= m.since() {
-		m.ids[id] = t
-	}
-	if m.t-m.pruned > m.slack() {
-		for k, kt := range m.ids {
-			if kt < m.since() {
-				delete(m.ids, k)
-			}
+	last := evs[len(evs)-1].TimeNano
+	t := last
+	for _, e := range evs {
+		if e.TimeNano > t && e.TimeNano-last <= Slack {
+			t = e.TimeNano
 		}
-		m.pruned = m.t
+	}
+	m.set, m.t, m.pruned = true, t, t
+	m.ids = make(map[string]int64, len(evs))
+	for _, e := range evs {
+		if e.TimeNano >= t-Slack {
+			m.ids[e.ID] = e.TimeNano
+		}
 	}
 }

@@ -8,15 +8,17 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/client"
 
-	"github.com/dockcast/dockcast/publisher/config"
+	"github.com/dockcast/dockcast/publisher/history"
 	"github.com/dockcast/dockcast/publisher/metrics"
-	"github.com/dockcast/dockcast/publisher/stream"
+	"github.com/dockcast/dockcast/publisher/queue"
+	"github.com/dockcast/dockcast/shared/backoff"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/filter"
 	"github.com/dockcast/dockcast/shared/status"
@@ -35,18 +37,24 @@ const (
 const (
 	ReasonFirstStart = "first_start"
 	ReasonLostEvents = "engine_lost_events"
+	ReasonClockStep  = "clock_step"
 )
 
-// ResumeFunc returns the newest events of node in the stream: at least
-// those within window of the newest one (none: the node has no event yet).
-type ResumeFunc func(ctx context.Context, node string, window time.Duration) ([]event.Event, error)
+// EngineMemory is how many events an engine remembers: a resume can be
+// offered again up to that many.
+const EngineMemory = 256
+
+// ResumeFunc returns the newest events of node in the stream, in stream
+// order (history.Recent): at least those within window of the last one,
+// and at least atLeast of them (none: the node has no event yet).
+type ResumeFunc func(ctx context.Context, node string, window time.Duration, atLeast int) ([]event.Event, error)
 
 // Watcher follows one Docker engine. Set the exported fields, then call Run once.
 type Watcher struct {
 	Client  *client.Client
-	Node    string        // configured node name; empty takes the engine's name
+	Node    string        // the node name (required)
 	Filter  filter.Filter // PUBLISHER_FILTERS, applied by the engine
-	Queue   *stream.Queue
+	Queue   *queue.Queue
 	Resume  ResumeFunc
 	Metrics *metrics.Metrics // may be nil
 	Log     *slog.Logger
@@ -59,15 +67,15 @@ type Watcher struct {
 	// BackoffMin/Max bound the reconnect backoff (with jitter); it is reset
 	// once a connection stayed up for HealthyAfter.
 	BackoffMin, BackoffMax, HealthyAfter time.Duration
-	// PingInterval is how often a live subscription checks the engine.
+	// PingInterval is how often a live subscription checks the engine
+	// (from its own goroutine: the reader never waits on it).
 	PingInterval time.Duration
 	// CallTimeout bounds each non-streaming Docker call.
 	CallTimeout time.Duration
-	// RoomAfterOverflow is the queue length to wait for after an overflow
-	// (default: half the capacity).
-	RoomAfterOverflow int
+	// RoomAfterOverflow is the queue size in bytes to wait for after an
+	// overflow (default: half the queue's bound).
+	RoomAfterOverflow int64
 
-	node      string
 	mark      marker
 	connected bool // last status sent
 	statusSet bool
@@ -75,9 +83,6 @@ type Watcher struct {
 }
 
 var errOverflow = errors.New("queue full: docker subscription closed")
-
-// NodeName is the node the watcher publishes under ("" before it is known).
-func (w *Watcher) NodeName() string { return w.node }
 
 func (w *Watcher) defaults() {
 	if w.BackoffMin <= 0 {
@@ -96,7 +101,7 @@ func (w *Watcher) defaults() {
 		w.CallTimeout = DefaultCallTimeout
 	}
 	if w.RoomAfterOverflow <= 0 {
-		w.RoomAfterOverflow = w.Queue.Cap() / 2
+		w.RoomAfterOverflow = w.Queue.MaxBytes() / 2
 	}
 	if w.Log == nil {
 		w.Log = slog.New(slog.DiscardHandler)
@@ -107,34 +112,32 @@ func (w *Watcher) defaults() {
 	if w.Ready == nil {
 		w.Ready = func(bool) {}
 	}
-	w.node = w.Node
 }
 
 // Run follows the engine until ctx ends; it always returns nil then.
 func (w *Watcher) Run(ctx context.Context) error {
 	w.defaults()
-	backoff := w.BackoffMin
+	retry := backoff.New(w.BackoffMin, w.BackoffMax)
+	retry.HealthyAfter = w.HealthyAfter
 	for {
 		up, err := w.session(ctx)
 		w.Ready(false)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !up.IsZero() && time.Since(up) >= w.HealthyAfter {
-			backoff = w.BackoffMin
-		}
+		retry.Healthy(up)
+		first := retry.Current() == w.BackoffMin
 		wasUp := w.connected
 		w.setStatus(false, err, nil)
-		wait := stream.Jitter(backoff)
+		wait := retry.Next()
 		level := slog.LevelDebug // repeated failures: the first one was logged
-		if wasUp || !w.statusSet || backoff == w.BackoffMin {
+		if wasUp || first {
 			level = slog.LevelWarn
 		}
 		w.Log.Log(ctx, level, "docker unavailable, retrying", "err", err, "wait", wait.Round(time.Millisecond))
-		if stream.Sleep(ctx, wait) != nil {
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil
 		}
-		backoff = min(2*backoff, w.BackoffMax)
 	}
 }
 
@@ -150,17 +153,9 @@ func (w *Watcher) session(ctx context.Context) (up time.Time, err error) {
 	if _, err := w.Client.Ping(cctx); err != nil {
 		return up, fmt.Errorf("ping docker: %w", err)
 	}
-	info, err := w.Client.Info(cctx)
-	if err != nil {
-		return up, fmt.Errorf("docker info: %w", err)
-	}
 	ver, err := w.Client.ServerVersion(cctx)
 	if err != nil {
 		return up, fmt.Errorf("docker version: %w", err)
-	}
-	if w.node == "" {
-		w.node = config.SanitizeNode(info.Name)
-		w.Log.Info("node name taken from the engine", "node", w.node, "engine_name", info.Name)
 	}
 	up = time.Now()
 	if w.everUp && w.Metrics != nil {
@@ -168,7 +163,7 @@ func (w *Watcher) session(ctx context.Context) (up time.Time, err error) {
 	}
 	w.everUp = true
 	w.setStatus(true, nil, &status.Engine{Version: ver.Version, APIVersion: ver.APIVersion})
-	w.Log.Info("docker connected", "node", w.node, "engine", ver.Version, "api", w.Client.ClientVersion())
+	w.Log.Info("docker connected", "node", w.Node, "engine", ver.Version, "api", w.Client.ClientVersion())
 	for {
 		err := w.follow(ctx)
 		if !errors.Is(err, errOverflow) {
@@ -178,8 +173,8 @@ func (w *Watcher) session(ctx context.Context) (up time.Time, err error) {
 		if w.Metrics != nil {
 			w.Metrics.QueueOverflows.Inc()
 		}
-		w.Log.Warn("queue full: docker subscription closed until it drains", "queue", w.Queue.Len())
-		if err := w.Queue.WaitRoom(ctx, w.RoomAfterOverflow); err != nil {
+		w.Log.Warn("queue full: docker subscription closed until it drains", "queue_bytes", w.Queue.Bytes())
+		if err := w.Queue.WaitBytes(ctx, w.RoomAfterOverflow); err != nil {
 			return up, err
 		}
 	}
@@ -189,11 +184,8 @@ func (w *Watcher) setStatus(connected bool, err error, engine *status.Engine) {
 	if w.statusSet && w.connected == connected {
 		return
 	}
-	if w.node == "" {
-		return // no key yet: the engine never answered and no PUBLISHER_NODE
-	}
 	w.statusSet, w.connected = true, connected
-	s := status.Status{Node: w.node, Docker: status.Disconnected, Since: time.Now().UTC()}
+	s := status.Status{Node: w.Node, Docker: status.Disconnected, Since: time.Now().UTC()}
 	if connected {
 		s.Docker = status.Connected
 		s.Engine = *engine
@@ -203,35 +195,47 @@ func (w *Watcher) setStatus(connected bool, err error, engine *status.Engine) {
 	w.Status(s)
 }
 
-// resumePoint determines T from the stream and what this process enqueued.
+// resumePoint sets the mark from the stream on the first resume; later
+// ones keep the mark of what this process enqueued, which is at least as
+// new as anything it stored.
 func (w *Watcher) resumePoint(ctx context.Context) error {
-	wait := w.BackoffMin
+	if w.mark.set {
+		return nil
+	}
+	retry := backoff.New(w.BackoffMin, w.BackoffMax)
 	for {
 		rctx, cancel := w.call(ctx)
-		recent, err := w.Resume(rctx, w.node, Slack)
+		recent, err := w.Resume(rctx, w.Node, Slack, EngineMemory)
 		cancel()
-		if errors.Is(err, stream.ErrUndecodable) {
+		if errors.Is(err, history.ErrUndecodable) {
 			w.Log.Error("cannot resume from the stream: treating as a first start", "err", err)
 			err, recent = nil, nil
 		}
 		if err == nil {
-			for _, e := range recent {
-				w.mark.add(&e)
-			}
+			w.mark.fromStream(recent)
 			return nil
 		}
-		if w.mark.set {
-			// Not the first resume: what this process enqueued is at least
-			// as new as anything it stored.
-			w.Log.Warn("stream unreachable, resuming from the last enqueued event", "err", err)
-			return nil
-		}
-		w.Log.Warn("waiting for NATS before resuming", "err", err, "wait", wait)
-		if err := stream.Sleep(ctx, stream.Jitter(wait)); err != nil {
+		w.Log.Warn("waiting for NATS before resuming", "err", err)
+		if err := retry.Wait(ctx); err != nil {
 			return err
 		}
-		wait = min(2*wait, w.BackoffMax)
 	}
+}
+
+// engineClock is the engine's own clock (/info SystemTime): synthetic
+// events carry it, never the publisher's.
+func (w *Watcher) engineClock(ctx context.Context) (time.Time, error) {
+	cctx, cancel := w.call(ctx)
+	info, err := w.Client.Info(cctx)
+	cancel()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("docker info: %w", err)
+	}
+	s, err := time.Parse(time.RFC3339Nano, info.SystemTime)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("docker info: the engine's SystemTime %q: %w", info.SystemTime, err)
+	}
+	return s, nil
 }
 
 // follow resumes and then reads live events until an error.
@@ -239,76 +243,150 @@ func (w *Watcher) follow(ctx context.Context) error {
 	if err := w.resumePoint(ctx); err != nil {
 		return err
 	}
-	args := w.Filter.Args()
+	now, err := w.engineClock(ctx)
+	if err != nil {
+		return err
+	}
 	since := w.mark.since()
-	gap := ""
+	reason := ""
 	switch {
 	case !w.mark.set:
-		gap = ReasonFirstStart
+		reason = ReasonFirstStart
+	case w.mark.t > now.UnixNano()+Slack: // the resume point is in the engine's future
+		reason = ReasonClockStep
 	default:
 		covered, err := w.covered(ctx, w.mark.t)
 		if err != nil {
 			return err
 		}
 		if !covered {
-			gap = ReasonLostEvents
+			reason = ReasonLostEvents
 		}
 	}
-	if gap != "" {
-		s, err := w.announceGap(ctx, gap)
-		if err != nil {
+	if reason != "" {
+		if err := w.announce(ctx, reason, now); err != nil {
 			return err
 		}
-		since = s // first start: what came before the snapshot is in the state events
-		if gap == ReasonLostEvents {
-			since = w.mark.since() // the snapshot is at S, the mark at least S
+		since = w.mark.since()
+		if reason != ReasonLostEvents {
+			since = now.UnixNano() // what came before is in the snapshot
 		}
 	}
+	return w.read(ctx, since, reason)
+}
+
+// read subscribes from since and hands every new event to the queue
+// without ever waiting: a full queue ends the subscription (errOverflow).
+// The engine is pinged from another goroutine.
+func (w *Watcher) read(ctx context.Context, since int64, gap string) error {
 	floor := w.mark.clone()
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	msgs, errs := w.Client.Events(lctx, events.ListOptions{Since: event.SinceArg(since), Filters: args})
+	lctx, cancel := context.WithCancelCause(ctx)
+	var pinger sync.WaitGroup
+	defer pinger.Wait()
+	defer cancel(nil)
+	msgs, errs := w.Client.Events(lctx, events.ListOptions{Since: event.SinceArg(since), Filters: w.Filter.Args()})
 	w.Log.Info("following docker events", "since", event.SinceArg(since), "gap", gap)
 	w.Ready(true)
-	ping := time.NewTicker(w.PingInterval)
-	defer ping.Stop()
+	pinger.Add(1)
+	go func() { defer pinger.Done(); w.ping(lctx, cancel) }()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-lctx.Done():
+			if err := context.Cause(lctx); ctx.Err() == nil && err != nil {
+				return err // the pinger's
+			}
 			return ctx.Err()
 		case err := <-errs:
+			if cause := context.Cause(lctx); lctx.Err() != nil && cause != nil && ctx.Err() == nil {
+				return cause
+			}
 			if err == nil || errors.Is(err, io.EOF) {
 				err = errors.New("the engine closed the event stream")
 			}
 			return fmt.Errorf("docker events: %w", err)
 		case m := <-msgs:
-			e := event.FromDocker(w.node, m)
+			e := event.FromDocker(w.Node, m)
 			if w.Metrics != nil {
 				w.Metrics.Received(e.Time)
 			}
 			if floor.seen(&e) {
 				continue
 			}
-			if !w.Queue.TryPush(e) {
-				return errOverflow
-			}
-			w.mark.add(&e)
-		case <-ping.C:
-			pctx, pcancel := w.call(ctx)
-			_, err := w.Client.Ping(pctx)
-			pcancel()
-			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("ping docker: %w", err)
+			if err := w.take(e); err != nil {
+				return err
 			}
 		}
 	}
 }
 
-// covered asks the engine for its events until T: any answer proves it
-// still remembers the resume point.
+// take hands one live event to the queue, announcing a backwards step of
+// the engine's clock before it. It never waits.
+func (w *Watcher) take(e event.Event) error {
+	it, err := w.item(e)
+	if err != nil {
+		return err
+	}
+	if !w.mark.set || e.TimeNano >= w.mark.t-Slack {
+		if !w.Queue.TryPush(it) {
+			return errOverflow
+		}
+		w.mark.add(&e)
+		return nil
+	}
+	// Stamped well before the newest event: the engine's clock stepped back.
+	gap := w.gapEvent(ReasonClockStep, w.mark.t, e.Time)
+	gapItem, err := w.item(gap)
+	if err != nil {
+		return err
+	}
+	if !w.Queue.TryPushAll([]queue.Item{gapItem, it}) {
+		return errOverflow
+	}
+	w.Log.Warn("the engine's clock stepped back: announced", "from", time.Unix(0, w.mark.t).UTC(), "to", e.Time)
+	if w.Metrics != nil {
+		w.Metrics.Gaps.Inc()
+	}
+	w.mark.stepBack(e.TimeNano)
+	w.mark.add(&gap)
+	w.mark.add(&e)
+	return nil
+}
+
+// item encodes e for the queue, once.
+func (w *Watcher) item(e event.Event) (queue.Item, error) {
+	it, err := queue.NewItem(e)
+	if err != nil {
+		return queue.Item{}, fmt.Errorf("encode event %s: %w", e.ID, err)
+	}
+	return it, nil
+}
+
+// ping checks the engine every PingInterval and ends the subscription
+// (cancel, with the error as cause) when it does not answer.
+func (w *Watcher) ping(ctx context.Context, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(w.PingInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		pctx, pcancel := w.call(ctx)
+		_, err := w.Client.Ping(pctx)
+		pcancel()
+		if err != nil && ctx.Err() == nil {
+			cancel(fmt.Errorf("ping docker: %w", err))
+			return
+		}
+	}
+}
+
+// covered asks the engine for its events until t, without filters: any
+// answer proves it still remembers the resume point.
 func (w *Watcher) covered(ctx context.Context, t int64) (bool, error) {
 	n := 0
-	err := w.finite(ctx, events.ListOptions{Until: event.SinceArg(t), Filters: w.Filter.Args()}, func(events.Message) error {
+	err := w.finite(ctx, events.ListOptions{Until: event.SinceArg(t)}, func(events.Message) error {
 		n++
 		return nil
 	})
@@ -339,69 +417,72 @@ func (w *Watcher) finite(ctx context.Context, opts events.ListOptions, fn func(e
 	}
 }
 
-// announceGap enqueues the gap event, the engine's remaining events since
-// the resume point, and the container state snapshot; it returns S.
-func (w *Watcher) announceGap(ctx context.Context, reason string) (int64, error) {
-	cctx, cancel := w.call(ctx)
-	info, err := w.Client.Info(cctx)
-	cancel()
-	if err != nil {
-		return 0, fmt.Errorf("docker info: %w", err)
-	}
-	s, err := time.Parse(time.RFC3339Nano, info.SystemTime)
-	if err != nil {
-		s = time.Now()
-	}
-	from := ""
+// gapEvent is a dockcast.gap of reason from the resume point (nanoseconds;
+// none on a first start) until s, at s.
+func (w *Watcher) gapEvent(reason string, from int64, s time.Time) event.Event {
+	fromText := ""
 	if reason != ReasonFirstStart {
-		from = time.Unix(0, w.mark.t).UTC().Format(time.RFC3339Nano)
+		fromText = time.Unix(0, from).UTC().Format(time.RFC3339Nano)
 	}
-	gapEv := event.New(w.node, event.TypeDockcast, event.ActionGap, "", w.node, map[string]string{
-		"reason": reason, "from": from, "until": s.UTC().Format(time.RFC3339Nano),
+	return event.New(w.Node, event.TypeDockcast, event.ActionGap, "", w.Node, map[string]string{
+		"reason": reason, "from": fromText, "until": s.UTC().Format(time.RFC3339Nano),
 	}, s)
-	w.Log.Warn("announcing a possible gap", "reason", reason, "from", from, "until", gapEv.Time)
-	if err := w.Queue.Push(ctx, gapEv); err != nil {
-		return 0, err
-	}
-	if w.Metrics != nil {
-		w.Metrics.Gaps.Inc()
-	}
-	synthetic := []event.Event{gapEv}
-	if reason != ReasonFirstStart {
+}
+
+// announce queues a gap announcement, all of it or nothing: the gap event,
+// the engine's remaining events since the resume point (engine_lost_events
+// only), and the container snapshot, all at the engine's time s. It makes
+// every event before it queues any, so a failure (an engine restarting
+// mid-way) leaves the mark where it was and the next attempt announces the
+// gap again; the announcement goes into one batch when it fits.
+func (w *Watcher) announce(ctx context.Context, reason string, s time.Time) error {
+	gap := w.gapEvent(reason, w.mark.t, s)
+	evs := []event.Event{gap}
+	if reason == ReasonLostEvents {
 		floor := w.mark.clone()
 		err := w.finite(ctx, events.ListOptions{
-			Since: event.SinceArg(w.mark.since()), Until: event.SinceArg(gapEv.TimeNano), Filters: w.Filter.Args(),
+			Since: event.SinceArg(w.mark.since()), Until: event.SinceArg(gap.TimeNano), Filters: w.Filter.Args(),
 		}, func(m events.Message) error {
-			e := event.FromDocker(w.node, m)
+			e := event.FromDocker(w.Node, m)
 			if w.Metrics != nil {
 				w.Metrics.Received(e.Time)
 			}
-			if floor.seen(&e) {
-				return nil
+			if !floor.seen(&e) {
+				evs = append(evs, e)
 			}
-			if err := w.Queue.Push(ctx, e); err != nil {
-				return err
-			}
-			w.mark.add(&e)
 			return nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("events until the gap: %w", err)
+			return fmt.Errorf("events until the gap: %w", err)
 		}
 	}
 	states, err := w.snapshot(ctx, s)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	for _, e := range states {
-		if err := w.Queue.Push(ctx, e); err != nil {
-			return 0, err
+	evs = append(evs, states...)
+	items := make([]queue.Item, len(evs))
+	for i := range evs {
+		if items[i], err = w.item(evs[i]); err != nil {
+			return err
 		}
 	}
-	for _, e := range append(synthetic, states...) {
-		w.mark.add(&e)
+	items[0].Group = len(items)
+	w.Log.Warn("announcing a possible gap", "reason", reason, "from", gap.Actor.Attributes["from"], "until", gap.Time,
+		"replayed", len(evs)-1-len(states), "containers", len(states))
+	if err := w.Queue.PushAll(ctx, items); err != nil {
+		return err
 	}
-	return gapEv.TimeNano, nil
+	if w.Metrics != nil {
+		w.Metrics.Gaps.Inc()
+	}
+	if reason == ReasonClockStep {
+		w.mark.stepBack(gap.TimeNano)
+	}
+	for i := range evs {
+		w.mark.add(&evs[i])
+	}
+	return nil
 }
 
 // snapshot makes one container.state event per container (that the filter admits).
@@ -424,7 +505,7 @@ func (w *Watcher) snapshot(ctx context.Context, s time.Time) ([]event.Event, err
 	})
 	var out []event.Event
 	for _, c := range list {
-		e := StateEvent(w.node, c, s)
+		e := StateEvent(w.Node, c, s)
 		if f.Match(&e) {
 			out = append(out, e)
 		}

@@ -18,16 +18,16 @@ func TestMarker(t *testing.T) {
 	base := int64(10 * time.Second)
 	a, b := at("a", base), at("b", base) // same time, other ids
 	straggler := at("s", base-int64(time.Millisecond))
-	old := at("o", base-2*int64(Slack))
+	old := at("o", base-2*Slack)
 	var m marker
 	if m.seen(&a) || m.seen(&old) {
 		t.Fatal("an empty marker has seen an event")
 	}
 	m.add(&a)
-	if !m.seen(&a) || m.seen(&b) || m.seen(&straggler) || !m.seen(&old) {
-		t.Fatal("known ids and events older than t-Slack are dropped; unknown ones within Slack are not")
+	if !m.seen(&a) || m.seen(&b) || m.seen(&straggler) || m.seen(&old) {
+		t.Fatal("only known ids are seen; an event is never dropped for its time")
 	}
-	if m.since() != base-int64(Slack) {
+	if m.since() != base-Slack {
 		t.Fatalf("since %d", m.since())
 	}
 	m.add(&straggler) // stamped before a, delivered after it
@@ -35,13 +35,47 @@ func TestMarker(t *testing.T) {
 		t.Fatalf("mark moved back to %d, or the straggler is not known", m.t)
 	}
 	floor := m.clone()
-	later := at("l", base+3*int64(Slack))
+	later := at("l", base+3*Slack)
 	m.add(&later)
 	if floor.seen(&later) || !m.seen(&later) {
 		t.Fatal("a clone must not follow its original")
 	}
-	if !m.seen(&a) || len(m.ids) != 1 {
-		t.Fatalf("ids older than t-Slack must be pruned and still count as seen: %v", m.ids)
+	if m.seen(&a) || len(m.ids) != 1 {
+		t.Fatalf("ids older than t-Slack must be pruned: %v", m.ids)
+	}
+
+	// The engine's clock steps back an hour: the mark follows it, and the
+	// ids stamped before the step stay known (the engine replays them).
+	stepped := at("after-step", base+3*Slack-int64(time.Hour))
+	m.stepBack(stepped.TimeNano)
+	m.add(&stepped)
+	if m.t != stepped.TimeNano || !m.seen(&later) || !m.seen(&stepped) {
+		t.Fatalf("after a step back: t %d, ids %v", m.t, m.ids)
+	}
+}
+
+func TestMarkerFromStream(t *testing.T) {
+	t.Parallel()
+	at := func(id string, tn int64) event.Event {
+		return event.New("n", "container", "start", "", id, nil, time.Unix(0, tn))
+	}
+	base := int64(100 * time.Second)
+	evs := []event.Event{
+		at("old", base-3*Slack), at("pre-step", base+int64(time.Hour)), // stamped before a step back
+		at("x", base-int64(time.Millisecond)), at("y", base+int64(time.Millisecond)), at("last", base),
+	}
+	var m marker
+	m.fromStream(evs)
+	if !m.set || m.t != base+int64(time.Millisecond) {
+		t.Fatalf("t %d: want the newest time near the last event's, not the pre-step one", m.t)
+	}
+	if m.seen(&evs[0]) || len(m.ids) != 4 {
+		t.Fatalf("known ids %v: want pre-step, x, y and last", m.ids)
+	}
+	for _, e := range evs[1:] {
+		if !m.seen(&e) {
+			t.Fatalf("%s not known", e.Actor.ID)
+		}
 	}
 }
 

@@ -41,3 +41,29 @@ func TestStartPortInUse(t *testing.T) {
 		t.Fatal("second server on the same port started")
 	}
 }
+
+// PUBLISHER_EMBEDDED_SYNC reaches the server: "always" by default (an
+// acknowledged event survives a power failure), or the interval given
+// (issue 7, item 9).
+func TestSyncOption(t *testing.T) {
+	t.Parallel()
+	always, err := embedded.Start(embedded.Options{Host: "127.0.0.1", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer always.Shutdown()
+	if always.MaxBatch() != embedded.DefaultMaxBatch {
+		t.Fatalf("max batch %d", always.MaxBatch())
+	}
+	if !always.SyncAlways() {
+		t.Fatalf("default: sync always %v, interval %v; want always", always.SyncAlways(), always.SyncInterval())
+	}
+	every, err := embedded.Start(embedded.Options{Host: "127.0.0.1", StoreDir: t.TempDir(), Sync: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer every.Shutdown()
+	if every.SyncAlways() || every.SyncInterval() != 2*time.Minute {
+		t.Fatalf("2m: sync always %v, interval %v", every.SyncAlways(), every.SyncInterval())
+	}
+}

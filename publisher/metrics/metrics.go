@@ -21,7 +21,9 @@ type Metrics struct {
 	EventsPublished prometheus.Counter
 	Duplicates      prometheus.Counter
 	PublishErrors   prometheus.Counter
-	OrderViolations prometheus.Counter
+	Batches         prometheus.Counter
+	Settled         *prometheus.CounterVec
+	Lost            prometheus.Counter
 	Gaps            prometheus.Counter
 	QueueOverflows  prometheus.Counter
 	Reconnects      *prometheus.CounterVec
@@ -29,9 +31,15 @@ type Metrics struct {
 	lastEvent atomic.Int64 // unix nanos of the last engine event received
 }
 
-// New registers every metric on a fresh registry. queueDepth reports the
-// current queue length (may be nil).
-func New(queueDepth func() float64) *Metrics {
+// Queue is what the metrics read from the queue.
+type Queue interface {
+	Len() int
+	Bytes() int64
+}
+
+// New registers every metric on a fresh registry; q (may be nil) is the
+// queue whose depth they report.
+func New(q Queue) *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
@@ -39,9 +47,15 @@ func New(queueDepth func() float64) *Metrics {
 	m.EventsReceived = c("events_received_total", "Events received from the Docker engine.")
 	m.EventsPublished = c("events_published_total", "Events acknowledged by JetStream (not counting duplicates).")
 	m.Duplicates = c("duplicates_total", "Publishes JetStream acknowledged as duplicates (already stored).")
-	m.PublishErrors = c("publish_errors_total", "Failed or timed-out publishes (each is retried).")
-	m.OrderViolations = c("order_violations_total",
-		"Events stored after a later event of the same publish window (a retry that landed behind an event already stored).")
+	m.PublishErrors = c("publish_errors_total", "Batches not acknowledged (refused, failed or timed out); each is settled, then retried.")
+	m.Batches = c("batches_total", "Batches the stream acknowledged.")
+	m.Settled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "settled_total",
+		Help: "Batches whose acknowledgement never came, by what the stream showed: stored, or not_stored (sent again).",
+	}, []string{"outcome"})
+	m.Settled.WithLabelValues("stored")
+	m.Settled.WithLabelValues("not_stored")
+	m.Lost = c("lost_total", "Events the stream can never take (too large), stored as dockcast.lost stand-ins.")
 	m.Gaps = c("gaps_total", "Possible gaps announced (dockcast.gap events, including the first start).")
 	m.QueueOverflows = c("queue_overflows_total", "Docker subscriptions closed because the queue was full.")
 	m.Reconnects = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -49,14 +63,18 @@ func New(queueDepth func() float64) *Metrics {
 	}, []string{"target"})
 	m.Reconnects.WithLabelValues("docker")
 	m.Reconnects.WithLabelValues("nats")
-	if queueDepth == nil {
-		queueDepth = func() float64 { return 0 }
+	depth, size := func() float64 { return 0 }, func() float64 { return 0 }
+	if q != nil {
+		depth, size = func() float64 { return float64(q.Len()) }, func() float64 { return float64(q.Bytes()) }
 	}
 	m.Registry.MustRegister(
-		m.EventsReceived, m.EventsPublished, m.Duplicates, m.PublishErrors, m.OrderViolations, m.Gaps, m.QueueOverflows, m.Reconnects,
+		m.EventsReceived, m.EventsPublished, m.Duplicates, m.PublishErrors, m.Batches, m.Settled, m.Lost, m.Gaps, m.QueueOverflows, m.Reconnects,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "queue_depth", Help: "Events waiting in the queue to be published.",
-		}, queueDepth),
+		}, depth),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "queue_bytes", Help: "Payload bytes waiting in the queue (bounded by PUBLISHER_QUEUE_MAX_BYTES).",
+		}, size),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_event_age_seconds",
 			Help: "Age of the last engine event received (0 before the first one).",

@@ -2,99 +2,124 @@ package stream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"sync/atomic"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
+	"github.com/dockcast/dockcast/publisher/history"
 	"github.com/dockcast/dockcast/publisher/metrics"
+	"github.com/dockcast/dockcast/publisher/queue"
+	"github.com/dockcast/dockcast/shared/backoff"
 	"github.com/dockcast/dockcast/shared/event"
+	"github.com/dockcast/dockcast/shared/subject"
 )
 
 // Defaults of the Writer's fields.
 const (
-	DefaultWindow     = 256
-	DefaultAckTimeout = 5 * time.Second
-	DefaultRetryMin   = 100 * time.Millisecond
-	DefaultRetryMax   = 5 * time.Second
+	// DefaultMaxBatch is nats-server's default limit on the messages of
+	// one atomic batch (jetstream { limits { batch { max_msgs } } }).
+	DefaultMaxBatch      = 1000
+	DefaultMaxBatchBytes = 4 << 20
+	DefaultAckTimeout    = 2 * time.Second
+	DefaultReadTimeout   = time.Second
+	DefaultRetryMin      = 50 * time.Millisecond
+	DefaultRetryMax      = 2 * time.Second
 )
 
-// Writer drains a Queue into JetStream.
+// headerRoom is what the writer's headers may add to a message: an event
+// whose payload leaves less than this under the server's max_payload
+// cannot be sent.
+const headerRoom = 512
+
+// JetStream headers the writer sends.
+const (
+	hdrMsgID          = "Nats-Msg-Id"
+	hdrBatchID        = "Nats-Batch-Id"
+	hdrBatchSeq       = "Nats-Batch-Sequence"
+	hdrBatchCommit    = "Nats-Batch-Commit"
+	hdrExpectSeq      = "Nats-Expected-Last-Subject-Sequence"
+	hdrExpectSeqSubj  = "Nats-Expected-Last-Subject-Sequence-Subject"
+	reasonMaxPayload  = "max_payload"
+	reasonMaxMsgSize  = "max_msg_size"
+	errCodeAtomicOff  = 10174 // atomic publish is disabled
+	errCodeIncomplete = 10176 // atomic publish batch is incomplete
+	errCodeTooLarge   = 10199 // atomic publish batch is too large
+	errCodeDupInBatch = 10201 // atomic publish batch contains duplicate message id
+	errCodeUnsupHdr   = 10177 // atomic publish unsupported header
+	errCodeMsgTooBig  = 10054 // message size exceeds maximum allowed
+	errCodeNotFound   = 10059 // stream not found
+)
+
+// Writer drains a queue into the stream: every item exactly once, in the
+// queue's order, across failures of any length.
 //
-// Messages are sent with asynchronous publishes, at most Window of them
-// unacknowledged at a time. Ordering rule: as soon as any in-flight publish
-// has failed or timed out (not only the oldest), or the connection has
-// reconnected since the oldest in-flight message was sent (checked
-// immediately before and immediately after every send), the writer stops
-// sending, waits for every in-flight ack to settle, then republishes the
-// unacknowledged messages in order, one at a time, each until it is
-// acknowledged (a duplicate ack counts), and only then opens the window
-// again. No event is ever dropped.
-//
-// After every such recovery the writer compares the stream sequences it was
-// given: a message stored after a later message of the same window (the
-// later one was acknowledged before the earlier one's retry) is an order
-// violation, counted in dockcast_publisher_order_violations_total and logged
-// at error level with both event ids.
+// It writes one batch at a time: up to MaxBatch items of one node, sent as
+// a JetStream atomic batch (all of it is stored, or none) whose first
+// message expects the node's last sequence in the stream
+// (Nats-Expected-Last-Subject-Sequence on docker.events.<node>.>), so that
+// the stream refuses a batch that does not follow exactly what this writer
+// stored before. See [Writer.store] for the ordering rule and
+// [Writer.settle] for the "nothing twice" rule. A stream without atomic
+// batches gets one message at a time, with the same expectation.
 type Writer struct {
 	Conn    *nats.Conn
-	Queue   *Queue
+	Stream  string // stream name
+	Queue   *queue.Queue
 	Metrics *metrics.Metrics // may be nil
 	Log     *slog.Logger
-	// Window is the number of unacknowledged publishes (DefaultWindow).
-	Window int
-	// AckTimeout bounds the wait for one ack (DefaultAckTimeout).
-	AckTimeout time.Duration
-	// RetryMin and RetryMax bound the backoff between synchronous retries.
+	// APIPrefix is the JetStream API (history.DefaultAPIPrefix).
+	APIPrefix string
+	// MaxBatch and MaxBatchBytes bound one batch (DefaultMaxBatch,
+	// DefaultMaxBatchBytes); MaxBatch is halved if the server refuses it.
+	MaxBatch      int
+	MaxBatchBytes int64
+	// AckTimeout bounds the wait for a batch's acknowledgement, and
+	// ReadTimeout the wait for the stream leader's answer when settling
+	// one (during a leader election nobody answers: the writer asks again).
+	// Neither decides anything but how soon the writer asks again.
+	AckTimeout, ReadTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts.
 	RetryMin, RetryMax time.Duration
-	// Published, if set, is called (from Run's goroutine) for every event
-	// JetStream acknowledged, with whether it was a duplicate.
-	Published func(e event.Event, duplicate bool)
+	// StreamMissing, if set, is called when the stream does not exist;
+	// it creates it again (direct mode) or reports why it cannot.
+	StreamMissing func(ctx context.Context) error
+	// Stored, if set, is called from Run's goroutine for every item the
+	// stream took, in stream order, with its stream sequence (a seam for
+	// a package that keeps state derived from the events). It must not
+	// block.
+	Stored func(seq uint64, it *queue.Item)
 
-	js    jetstream.JetStream
-	fails atomic.Uint64 // failed async publishes, counted by the error handler
-	seen  uint64        // fails already handled
-	wake  chan struct{} // signalled by the error handler
-	// failed is set when an in-flight entry settled without an ack;
-	// reconnected when the connection reconnected across a send.
-	failed, reconnected bool
-	// floor is the highest stream sequence of a message that has left the
-	// window; an ack at or below it was not stored by the current window.
-	floor uint64
+	last   map[string]uint64 // node -> its last sequence in the stream, once known
+	single bool              // the stream has no atomic batches: one message at a time
+	retry  *backoff.Backoff
 
-	// Test hooks (export_test.go): publishHook replaces each asynchronous
-	// send (next is the real one); onRecover is called when a recovery starts.
-	publishHook func(next PublishFunc, m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
-	onRecover   func(inFlight int)
+	mu      sync.Mutex
+	failing error     // why the last attempt failed; nil after a success
+	since   time.Time // when the current run of failures began
 }
 
-// PublishFunc is the signature of [jetstream.JetStream.PublishMsgAsync].
-type PublishFunc func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
-
-type pending struct {
-	ev         event.Event
-	data       []byte
-	fut        jetstream.PubAckFuture // nil when the send itself failed
-	okc        <-chan *jetstream.PubAck
-	errc       <-chan error // fut's channels, fetched once (each call takes a lock)
-	reconnects uint64       // the connection's reconnect count before the send
-	settled    bool
-	acked      bool
-	seq        uint64 // stream sequence, once acked
-	duplicate  bool   // acked as a duplicate
-}
-
-func (w *Writer) setup() error {
-	if w.Window < 1 {
-		w.Window = DefaultWindow
+func (w *Writer) init() {
+	if w.APIPrefix == "" {
+		w.APIPrefix = history.DefaultAPIPrefix
+	}
+	if w.MaxBatch < 1 {
+		w.MaxBatch = DefaultMaxBatch
+	}
+	if w.MaxBatchBytes < 1 {
+		w.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if w.AckTimeout <= 0 {
 		w.AckTimeout = DefaultAckTimeout
+	}
+	if w.ReadTimeout <= 0 {
+		w.ReadTimeout = DefaultReadTimeout
 	}
 	if w.RetryMin <= 0 {
 		w.RetryMin = DefaultRetryMin
@@ -105,292 +130,389 @@ func (w *Writer) setup() error {
 	if w.Log == nil {
 		w.Log = slog.New(slog.DiscardHandler)
 	}
-	w.wake = make(chan struct{}, 1)
-	js, err := jetstream.New(w.Conn,
-		jetstream.WithPublishAsyncTimeout(w.AckTimeout),
-		jetstream.WithPublishAsyncMaxPending(w.Window+1),
-		jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) {
-			w.fails.Add(1)
-			signal(w.wake)
-		}),
-	)
-	if err != nil {
-		return fmt.Errorf("jetstream context: %w", err)
-	}
-	w.js = js
-	return nil
+	w.retry = backoff.New(w.RetryMin, w.RetryMax)
+	w.last = map[string]uint64{}
 }
 
-// Run publishes until the queue is closed and drained (nil) or ctx ends.
+// Run writes until the queue is closed and drained (nil) or ctx ends.
 func (w *Writer) Run(ctx context.Context) error {
-	if err := w.setup(); err != nil {
-		return err
-	}
-	var inflight []*pending
+	w.init()
+	var batch []queue.Item
 	for {
-		if err := ctx.Err(); err != nil {
+		var err error
+		batch, err = w.Queue.Next(ctx, batch[:0], w.MaxBatch, w.MaxBatchBytes)
+		if err != nil {
 			return err
 		}
-		// Settle the oldest messages whose outcome is known, in order.
-		for len(inflight) > 0 && w.poll(inflight[0]) && inflight[0].acked {
-			w.floor = max(w.floor, inflight[0].seq)
-			inflight = inflight[1:]
+		if len(batch) == 0 {
+			return nil // closed and drained
 		}
-		if w.trouble(inflight) {
-			if err := w.recover(ctx, inflight); err != nil {
-				return err
-			}
-			inflight = inflight[:0]
-			continue
-		}
-		if len(inflight) < w.Window {
-			if e, ok := w.Queue.Pop(); ok {
-				inflight = append(inflight, w.send(e, inflight))
-				continue
-			}
-			if len(inflight) == 0 && w.Queue.Done() {
-				return nil
-			}
-		}
-		var okc <-chan *jetstream.PubAck
-		var errc <-chan error
-		if len(inflight) > 0 {
-			okc, errc = inflight[0].okc, inflight[0].errc
-		}
-		var ready <-chan struct{}
-		if len(inflight) < w.Window {
-			ready = w.Queue.Ready()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ack := <-okc:
-			w.settle(inflight[0], ack, nil)
-		case err := <-errc:
-			w.settle(inflight[0], nil, err)
-		case <-w.wake: // some in-flight publish failed: trouble() sees it
-		case <-ready:
-		}
-	}
-}
-
-// trouble reports whether the window must be closed and recovered: some
-// in-flight entry (any, not only the oldest) settled without an ack, the
-// error handler counted a failure, or the connection reconnected since the
-// oldest in-flight message was sent.
-func (w *Writer) trouble(inflight []*pending) bool {
-	if len(inflight) == 0 {
-		return false
-	}
-	for _, p := range inflight[1:] { // has any later publish failed already?
-		if p.settled {
-			continue
-		}
-		select {
-		case err := <-p.errc:
-			w.settle(p, nil, err)
-		default:
-		}
-	}
-	if w.failed || w.reconnected || w.fails.Load() != w.seen {
-		return true
-	}
-	return w.Conn.Stats().Reconnects != inflight[0].reconnects
-}
-
-func (w *Writer) msg(p *pending) *nats.Msg {
-	return &nats.Msg{Subject: p.ev.Subject(), Data: p.data}
-}
-
-// send publishes e asynchronously after the messages in flight. The
-// reconnect count is read immediately before and after the send: if the
-// connection reconnected since the oldest in-flight message was sent, e is
-// not sent but left to the recovery; if it reconnects during the send, the
-// next loop iteration recovers before anything else is sent.
-func (w *Writer) send(e event.Event, inflight []*pending) *pending {
-	p := &pending{ev: e}
-	data, err := e.Marshal()
-	if err != nil { // cannot happen for a valid event; keep it visible
-		w.Log.Error("marshal event", "id", e.ID, "err", err)
-	}
-	p.data = data
-	p.reconnects = w.Conn.Stats().Reconnects
-	if len(inflight) > 0 && p.reconnects != inflight[0].reconnects {
-		p.settled = true // not sent: the recovery publishes it in order
-		w.reconnected = true
-		return p
-	}
-	publish := PublishFunc(w.js.PublishMsgAsync)
-	if w.publishHook != nil {
-		next := publish
-		publish = func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
-			return w.publishHook(next, m, opts...)
-		}
-	}
-	fut, err := publish(w.msg(p), jetstream.WithMsgID(e.ID))
-	if w.Conn.Stats().Reconnects != p.reconnects {
-		w.reconnected = true
-	}
-	if err != nil {
-		w.settle(p, nil, fmt.Errorf("publish %s: %w", e.Subject(), err))
-		return p
-	}
-	p.fut, p.okc, p.errc = fut, fut.Ok(), fut.Err()
-	return p
-}
-
-// poll settles p without blocking if its outcome is known.
-func (w *Writer) poll(p *pending) bool {
-	if p.settled {
-		return true
-	}
-	select {
-	case ack := <-p.okc:
-		w.settle(p, ack, nil)
-	case err := <-p.errc:
-		w.settle(p, nil, err)
-	default:
-	}
-	return p.settled
-}
-
-func (w *Writer) settle(p *pending, ack *jetstream.PubAck, err error) {
-	p.settled = true
-	if err != nil {
-		w.failed = true
-		if w.Metrics != nil {
-			w.Metrics.PublishErrors.Inc()
-		}
-		w.Log.Debug("publish failed", "id", p.ev.ID, "subject", p.ev.Subject(), "err", err)
-		return
-	}
-	p.acked = true
-	p.seq, p.duplicate = ack.Sequence, ack.Duplicate
-	w.acked(p.ev, ack)
-}
-
-func (w *Writer) acked(e event.Event, ack *jetstream.PubAck) {
-	if w.Metrics != nil {
-		if ack.Duplicate {
-			w.Metrics.Duplicates.Inc()
-		} else {
-			w.Metrics.EventsPublished.Inc()
-		}
-	}
-	if w.Published != nil {
-		w.Published(e, ack.Duplicate)
-	}
-}
-
-// recover waits for every in-flight publish to settle, then republishes
-// the unacknowledged ones in order, one at a time, and finally checks the
-// stream sequences for order violations.
-func (w *Writer) recover(ctx context.Context, inflight []*pending) error {
-	if w.onRecover != nil {
-		w.onRecover(len(inflight))
-	}
-	w.Log.Info("publishing interrupted, retrying in order", "in_flight", len(inflight))
-	for _, p := range inflight {
-		if p.settled {
-			continue
-		}
-		select {
-		case ack := <-p.okc:
-			w.settle(p, ack, nil)
-		case err := <-p.errc:
-			w.settle(p, nil, err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	w.seen = w.fails.Load()
-	for _, p := range inflight {
-		if p.acked {
-			continue
-		}
-		if err := w.publishSync(ctx, p); err != nil {
+		if err := w.store(ctx, batch); err != nil {
 			return err
 		}
 	}
-	w.seen = w.fails.Load()
-	w.failed, w.reconnected = false, false
-	w.checkOrder(inflight)
-	for _, p := range inflight {
-		w.floor = max(w.floor, p.seq)
-	}
-	return nil
 }
 
-// checkOrder reports every entry k stored after a later entry j of the
-// same window (normally k was republished after j had been stored), i.e.
-// j's stream sequence is lower than k's. Only a
-// j stored by this window counts: a duplicate ack at or below the floor
-// (or before anything was stored) names a copy stored earlier.
-func (w *Writer) checkOrder(inflight []*pending) {
-	var first *pending // the later entry with the lowest sequence
-	for i := len(inflight) - 1; i >= 0; i-- {
-		p := inflight[i]
-		if first != nil && first.seq < p.seq {
-			if w.Metrics != nil {
-				w.Metrics.OrderViolations.Inc()
-			}
-			w.Log.Error("event stored out of order: it was retried after a later event had been stored",
-				"id", p.ev.ID, "seq", p.seq, "later_id", first.ev.ID, "later_seq", first.seq)
-		}
-		storedNow := !p.duplicate || (w.floor > 0 && p.seq > w.floor)
-		if storedNow && (first == nil || p.seq < first.seq) {
-			first = p
-		}
+// Err is nil while the writer stores, else why its current batch has not
+// been stored since when (for /readyz).
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failing == nil {
+		return nil
 	}
+	return fmt.Errorf("not storing since %s: %w", w.since.UTC().Format(time.RFC3339), w.failing)
 }
 
-// publishSync publishes p until JetStream acknowledges it.
-func (w *Writer) publishSync(ctx context.Context, p *pending) error {
-	wait := w.RetryMin
+func (w *Writer) setFailing(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failing == nil {
+		w.since = time.Now()
+	}
+	w.failing = err
+}
+
+// store writes one batch and returns once the stream holds each of its
+// items once, in order (nil), or ctx ended.
+//
+// The ordering rule, stated once: Run hands store one batch at a time and
+// store sends nothing but that batch, so no event is sent before every
+// event ahead of it is known to be stored; a send that failed, timed out
+// or was cut by a reconnect closes the window until settle has found out
+// what the stream holds, and the batch is then stored whole or not at all
+// (atomic), never partly, never ahead of what it expects.
+func (w *Writer) store(ctx context.Context, items []queue.Item) error {
+	w.replaceOversized(items)
+	if w.single && len(items) > 1 {
+		return w.storeChunks(ctx, items, 1)
+	}
+	incomplete := 0
 	for {
-		pctx, cancel := context.WithTimeout(ctx, w.AckTimeout)
-		ack, err := w.js.PublishMsg(pctx, w.msg(p), jetstream.WithMsgID(p.ev.ID))
-		cancel()
-		if err == nil {
-			p.acked = true
-			p.seq, p.duplicate = ack.Sequence, ack.Duplicate
-			w.acked(p.ev, ack)
+		expect, err := w.expectation(ctx, items[0].Event.Node)
+		if err != nil {
+			return err
+		}
+		seq, dup, sendErr := w.send(ctx, items, expect)
+		if sendErr == nil {
+			w.done(items, seq, dup)
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if w.Metrics != nil {
-			w.Metrics.PublishErrors.Inc()
-		}
-		level := slog.LevelDebug
-		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, context.DeadlineExceeded) && w.Conn.IsConnected() {
-			level = slog.LevelWarn
-		}
-		w.Log.Log(ctx, level, "republish failed, retrying", "id", p.ev.ID, "subject", p.ev.Subject(), "wait", wait, "err", err)
-		if err := Sleep(ctx, Jitter(wait)); err != nil {
+		w.failed(items, sendErr)
+		stored, seq, err := w.settle(ctx, items)
+		if err != nil {
 			return err
 		}
-		wait = min(2*wait, w.RetryMax)
+		if stored {
+			w.done(items, seq, false)
+			return nil
+		}
+		split, lost := w.triage(items, sendErr, &incomplete)
+		switch {
+		case lost != "":
+			w.lose(&items[0], lost)
+			continue
+		case len(items) > w.MaxBatch: // the server refused the batch's size
+			return w.storeChunks(ctx, items, w.MaxBatch)
+		case split || w.single && len(items) > 1:
+			return w.storeChunks(ctx, items, 1)
+		}
+		if err := w.retry.Wait(ctx); err != nil {
+			return err
+		}
 	}
 }
 
-// Jitter returns a random duration in [d/2, d].
-func Jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
+// triage decides what a batch the stream did not take needs besides a
+// resend: to be split into single messages (the stream refused the batch
+// as a whole for a reason one of its items may cause), or, for one item
+// the stream can never take, a stand-in (the reason). Anything else is
+// transient: the batch is sent again as it is.
+func (w *Writer) triage(items []queue.Item, err error, incomplete *int) (split bool, lost string) {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		if len(items) == 1 {
+			return false, reasonMaxPayload
+		}
+		return true, ""
 	}
-	return d/2 + rand.N(d/2+1)
+	var api *apiError
+	if !errors.As(err, &api) {
+		return false, ""
+	}
+	switch api.ErrCode {
+	case errCodeMsgTooBig:
+		if len(items) == 1 {
+			return false, reasonMaxMsgSize
+		}
+		return true, ""
+	case errCodeAtomicOff:
+		if !w.single {
+			w.Log.Warn("the stream does not allow atomic batches: publishing one event at a time (slower); allow_atomic on the stream lifts this",
+				"stream", w.Stream)
+		}
+		w.single = true
+		return len(items) > 1, ""
+	case errCodeTooLarge: // store then sends it in smaller batches
+		w.MaxBatch = max(1, min(w.MaxBatch, len(items))/2)
+		w.Log.Warn("the server refused a batch as too large: smaller batches from now on", "max_batch", w.MaxBatch)
+		return false, ""
+	case errCodeDupInBatch, errCodeUnsupHdr:
+		return true, ""
+	case errCodeIncomplete: // a message of it went missing: once is the network, twice is the message
+		*incomplete++
+		return *incomplete >= 2, ""
+	}
+	return false, ""
 }
 
-// Sleep waits d or until ctx ends.
-func Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// replaceOversized replaces every item too large to be sent at all by its
+// stand-in.
+func (w *Writer) replaceOversized(items []queue.Item) {
+	limit := w.Conn.MaxPayload() - headerRoom
+	for i := range items {
+		if w.Conn.MaxPayload() > 0 && int64(len(items[i].Data)) > limit {
+			w.lose(&items[i], reasonMaxPayload)
+		}
+	}
+}
+
+// lose replaces an item the stream can never take by a dockcast.lost
+// event that says so (its id, size and the reason), at the same place and
+// the same time.
+func (w *Writer) lose(it *queue.Item, reason string) {
+	w.Log.Error("event can never be stored: storing a dockcast.lost stand-in instead",
+		"id", it.Event.ID, "subject", it.Subject, "size", len(it.Data), "reason", reason)
+	if w.Metrics != nil {
+		w.Metrics.Lost.Inc()
+	}
+	e := event.New(it.Event.Node, event.TypeDockcast, event.ActionLost, "", it.Event.ID, map[string]string{
+		"id": it.Event.ID, "size": strconv.Itoa(len(it.Data)), "reason": reason,
+	}, it.Event.Time)
+	lost, err := queue.NewItem(e)
+	if err != nil { // only strings: cannot happen
+		panic(err)
+	}
+	*it = lost
+}
+
+// storeChunks stores items as batches of at most n, in order.
+func (w *Writer) storeChunks(ctx context.Context, items []queue.Item, n int) error {
+	for len(items) > 0 {
+		k := min(n, len(items))
+		if err := w.store(ctx, items[:k]); err != nil {
+			return err
+		}
+		items = items[k:]
+	}
+	return nil
+}
+
+// settle finds out whether the stream holds a batch whose send failed.
+//
+// The "nothing twice" rule, stated once: a batch is sent again only after
+// settle has read, from the stream's leader, that the node's last message
+// is not the batch's last event (so the stream does not hold the batch:
+// it is atomic, and only this writer appends to the node); the new send
+// expects the node's last sequence that settle read, so a stream that took
+// the batch meanwhile refuses it. It never rests on the duplicate window.
+func (w *Writer) settle(ctx context.Context, items []queue.Item) (stored bool, seq uint64, err error) {
+	node, lastID := items[0].Event.Node, items[len(items)-1].Event.ID
+	for {
+		actx, cancel := context.WithTimeout(ctx, w.ReadTimeout)
+		last, err := history.Last(actx, w.Conn, w.APIPrefix, w.Stream, node)
+		cancel()
+		switch {
+		case err == nil && last.ID == lastID:
+			w.count("stored")
+			return true, last.Seq, nil
+		case err == nil:
+			w.adopt(node, last.Seq)
+			w.count("not_stored")
+			return false, 0, nil
+		case errors.Is(err, history.ErrNoMessage):
+			w.adopt(node, 0)
+			w.count("not_stored")
+			return false, 0, nil
+		case errors.Is(err, history.ErrStreamNotFound) && w.StreamMissing != nil:
+			w.Log.Warn("stream missing: creating it again", "stream", w.Stream)
+			if err := w.StreamMissing(ctx); err != nil {
+				w.setFailing(fmt.Errorf("create stream %s again: %w", w.Stream, err))
+				w.Log.Warn("stream not created again", "stream", w.Stream, "err", err)
+			} else {
+				clear(w.last) // a new stream: every node starts over
+			}
+		default:
+			w.setFailing(err)
+			w.Log.Debug("cannot read the node's last message yet", "node", node, "err", err)
+		}
+		if ctx.Err() != nil {
+			return false, 0, ctx.Err()
+		}
+		if err := w.retry.Wait(ctx); err != nil {
+			return false, 0, err
+		}
+	}
+}
+
+// adopt makes seq the node's last sequence, saying so when it is not the
+// one this writer stored last (the node's history changed under it).
+func (w *Writer) adopt(node string, seq uint64) {
+	if have, ok := w.last[node]; ok && have != seq {
+		w.Log.Warn("the node's last message in the stream is not the one this writer stored last: continuing after it",
+			"node", node, "stored_last", have, "stream_last", seq)
+	}
+	w.last[node] = seq
+}
+
+// expectation is the node's last sequence in the stream, read from the
+// leader the first time.
+func (w *Writer) expectation(ctx context.Context, node string) (uint64, error) {
+	for {
+		if seq, ok := w.last[node]; ok {
+			return seq, nil
+		}
+		actx, cancel := context.WithTimeout(ctx, w.ReadTimeout)
+		last, err := history.Last(actx, w.Conn, w.APIPrefix, w.Stream, node)
+		cancel()
+		switch {
+		case err == nil:
+			w.last[node] = last.Seq
+		case errors.Is(err, history.ErrNoMessage):
+			w.last[node] = 0
+		case errors.Is(err, history.ErrStreamNotFound) && w.StreamMissing != nil:
+			if err := w.StreamMissing(ctx); err != nil {
+				w.setFailing(fmt.Errorf("create stream %s again: %w", w.Stream, err))
+			}
+		default:
+			w.setFailing(err)
+		}
+		if _, ok := w.last[node]; ok {
+			return w.last[node], nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if err := w.retry.Wait(ctx); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// send publishes items as one atomic batch (or, for one item, one
+// message) whose first message expects the node's last sequence to be
+// expect, and waits for the acknowledgement: the stream sequence of the
+// last item, and whether the stream had it already (a single message
+// whose id it still remembered).
+func (w *Writer) send(ctx context.Context, items []queue.Item, expect uint64) (uint64, bool, error) {
+	node := items[0].Event.Node
+	batchID := ""
+	if len(items) > 1 {
+		batchID = nuid.Next()
+	}
+	// One message and its header values, reused: the client has copied a
+	// message into its buffer when PublishMsg returns.
+	m := &nats.Msg{Header: nats.Header{}}
+	id, seq, bid := []string{""}, []string{""}, []string{batchID}
+	for i := range items {
+		clear(m.Header)
+		m.Subject, m.Data = items[i].Subject, items[i].Data
+		id[0] = items[i].Event.ID
+		m.Header[hdrMsgID] = id
+		if i == 0 {
+			m.Header[hdrExpectSeq] = []string{strconv.FormatUint(expect, 10)}
+			m.Header[hdrExpectSeqSubj] = []string{subject.Node(node)}
+		}
+		if batchID != "" {
+			seq[0] = strconv.Itoa(i + 1)
+			m.Header[hdrBatchID] = bid
+			m.Header[hdrBatchSeq] = seq
+			if i == len(items)-1 {
+				m.Header[hdrBatchCommit] = []string{"1"}
+			}
+		}
+		if i == len(items)-1 {
+			break // the commit (or the single message) is a request
+		}
+		if err := w.Conn.PublishMsg(m); err != nil {
+			return 0, false, fmt.Errorf("publish batch to %s: %w", m.Subject, err)
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, w.AckTimeout)
+	defer cancel()
+	resp, err := w.Conn.RequestMsgWithContext(actx, m)
+	if err != nil {
+		return 0, false, fmt.Errorf("publish %d events to %s: %w", len(items), subject.Node(node), err)
+	}
+	var ack struct {
+		Seq       uint64    `json:"seq"`
+		Duplicate bool      `json:"duplicate"`
+		Error     *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, false, fmt.Errorf("publish %d events to %s: bad acknowledgement %q: %w", len(items), subject.Node(node), resp.Data, err)
+	}
+	if ack.Error != nil {
+		return 0, false, ack.Error
+	}
+	if ack.Seq == 0 {
+		return 0, false, fmt.Errorf("publish %d events to %s: acknowledgement without a sequence: %q", len(items), subject.Node(node), resp.Data)
+	}
+	return ack.Seq, ack.Duplicate, nil
+}
+
+// apiError is a JetStream API error in an acknowledgement.
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("jetstream: %s (%d)", e.Description, e.ErrCode) }
+
+// done records a stored batch whose last item has stream sequence seq (an
+// atomic batch is stored at consecutive sequences).
+func (w *Writer) done(items []queue.Item, seq uint64, duplicate bool) {
+	w.mu.Lock()
+	w.failing = nil
+	w.mu.Unlock()
+	w.retry.Reset()
+	if duplicate { // one message the stream already held, before the node's last
+		if w.Metrics != nil {
+			w.Metrics.Duplicates.Inc()
+		}
+		return
+	}
+	w.last[items[0].Event.Node] = seq
+	first := seq - uint64(len(items)-1)
+	if w.Metrics != nil {
+		w.Metrics.EventsPublished.Add(float64(len(items)))
+		w.Metrics.Batches.Inc()
+	}
+	if w.Stored != nil {
+		for i := range items {
+			w.Stored(first+uint64(i), &items[i])
+		}
+	}
+}
+
+func (w *Writer) failed(items []queue.Item, err error) {
+	w.setFailing(err)
+	if w.Metrics != nil {
+		w.Metrics.PublishErrors.Inc()
+	}
+	level := slog.LevelDebug
+	if w.retry.Current() == w.RetryMin {
+		level = slog.LevelWarn // the first failure of a run; the rest at debug
+	}
+	w.Log.Log(context.Background(), level, "batch not acknowledged: checking what the stream holds before sending it again",
+		"events", len(items), "node", items[0].Event.Node, "first_id", items[0].Event.ID, "err", err)
+}
+
+func (w *Writer) count(outcome string) {
+	if w.Metrics != nil {
+		w.Metrics.Settled.WithLabelValues(outcome).Inc()
 	}
 }

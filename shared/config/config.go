@@ -121,7 +121,7 @@ func validate(v reflect.Value, p *Problems) {
 		return
 	}
 	for i := 0; i < v.NumField(); i++ {
-		if f := v.Field(i); f.Kind() == reflect.Struct && f.CanAddr() {
+		if f := v.Field(i); f.Kind() == reflect.Struct && f.CanAddr() && v.Type().Field(i).IsExported() {
 			validate(f.Addr(), p)
 		}
 	}

@@ -6,7 +6,7 @@
 //	ev, err := event.Decode(msg.Data)
 //
 // The publisher builds events with FromDocker (engine events) and New
-// (dockcast's own synthetic events: gap and container state).
+// (dockcast's own synthetic events: gap, lost and container state).
 package event
 
 import (
@@ -31,6 +31,7 @@ const Version = 1
 const (
 	TypeDockcast = "dockcast" // type of dockcast's own events
 	ActionGap    = "gap"      // a possible gap in the node's history
+	ActionLost   = "lost"     // an event that can never be stored, in its place
 	ActionState  = "state"    // the state of one container after a gap (type container)
 )
 
@@ -84,9 +85,9 @@ func (e *Event) Subject() string {
 	return subject.For(e.Node, e.Type, e.Action)
 }
 
-// Marshal encodes the event as its JSON payload.
+// Marshal encodes the event as its JSON payload (AppendJSON).
 func (e *Event) Marshal() ([]byte, error) {
-	b, err := json.Marshal(e)
+	b, err := e.AppendJSON(make([]byte, 0, e.sizeHint()))
 	if err != nil {
 		return nil, fmt.Errorf("marshal event %s: %w", e.ID, err)
 	}
@@ -112,13 +113,18 @@ func Decode(data []byte) (Event, error) {
 // nanoseconds, its type, Docker's full action and the actor id. The same
 // Docker event always gets the same id, so JetStream drops a second publish.
 func ID(node string, timeNano int64, typ, dockerAction, actorID string) string {
-	h := sha256.New()
-	for _, part := range []string{node, strconv.FormatInt(timeNano, 10), typ, dockerAction, actorID} {
-		h.Write([]byte(strconv.Itoa(len(part))))
-		h.Write([]byte{':'})
-		h.Write([]byte(part))
+	var buf [512]byte // on the stack for all but very long actions
+	b := buf[:0]
+	var num [20]byte
+	for _, part := range [...]string{node, string(strconv.AppendInt(num[:0], timeNano, 10)), typ, dockerAction, actorID} {
+		b = strconv.AppendInt(b, int64(len(part)), 10)
+		b = append(b, ':')
+		b = append(b, part...)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // FromDocker converts an engine event into the bus payload for node.

@@ -60,6 +60,17 @@ func TestFromDockerHealthStatus(t *testing.T) {
 
 func TestIDStable(t *testing.T) {
 	t.Parallel()
+	// Ids already in streams must not change: these are the values of the
+	// first implementation.
+	for want, got := range map[string]string{
+		"741e99e2279b898f40155a2265f09106": ID("web-1", 1764097465217300886, "container", "health_status: unhealthy", "4f2c"),
+		"c92405c231b0b7663759a407368f9010": ID("", -1, "", "", ""),
+		"06415bbc57362f64a4932f6c006cbede": ID("n", 0, "container", strings.Repeat("x", 600), "é"),
+	} {
+		if got != want {
+			t.Errorf("id %s, want %s", got, want)
+		}
+	}
 	a := ID("n", 1, "container", "start", "x")
 	if a != ID("n", 1, "container", "start", "x") {
 		t.Fatal("id not deterministic")
@@ -148,6 +159,25 @@ func FuzzFromDocker(f *testing.F) {
 		}
 		if back.ID != e.ID || back.TimeNano != e.TimeNano || back.DockerAction() != e.DockerAction() {
 			t.Fatalf("round trip changed the event")
+		}
+	})
+}
+
+// AppendJSON writes exactly what encoding/json writes for an event.
+func FuzzAppendJSONIsEncodingJSON(f *testing.F) {
+	f.Add("id", "web-1", "container", "exec_start", "sh -c 'ls <a>&b'", "4f2c", "name", "api\u2028\x00\xff", "local", int64(1764097465217300886))
+	f.Add("", "", "", "", "", "", "", "", "", int64(0))
+	f.Add("\"\\\t\n\r\b\f", "é", "<>&", "\x7f", "\u2029", "k", "\x01\x1f", "v", "s", int64(-1))
+	f.Fuzz(func(t *testing.T, id, node, typ, action, detail, actor, key, value, scope string, tn int64) {
+		e := Event{V: Version, ID: id, Node: node, Type: typ, Action: action, ActionDetail: detail,
+			Actor: Actor{ID: actor, Attributes: map[string]string{key: value, "image": value + key, "z": detail}},
+			Scope: scope, Time: time.Unix(0, tn).UTC(), TimeNano: tn}
+		for _, ev := range []Event{e, {V: 1, Time: e.Time}} {
+			want, werr := json.Marshal(&ev)
+			got, gerr := ev.AppendJSON(nil)
+			if (werr == nil) != (gerr == nil) || string(got) != string(want) {
+				t.Fatalf("AppendJSON\n%s (%v)\nencoding/json\n%s (%v)", got, gerr, want, werr)
+			}
 		}
 	})
 }

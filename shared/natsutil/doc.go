@@ -1,7 +1,8 @@
 // Package natsutil holds the NATS plumbing both services share: a
 // connection that reconnects forever (Connect), the event stream's
 // configuration (StreamConfig, EnsureStream) and the status bucket
-// (EnsureStatusBucket).
+// (EnsureStatusBucket). EnsureSharedStream never changes what other
+// publishers share unless asked to (Explicit).
 //
 // Edge mode's centre side (central.go): the central stream
 // (CentralStreamConfig, EnsureCentralStream) and its sources, one per edge

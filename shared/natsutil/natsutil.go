@@ -121,7 +121,9 @@ func Explain(err error) error {
 }
 
 // StreamConfig is the configuration of the event stream: file storage,
-// subjects docker.events.>, the given limits, a two-minute duplicate window.
+// subjects docker.events.>, the given limits, a two-minute duplicate
+// window, direct gets and atomic batch publishing (the publisher's writer
+// needs them).
 func StreamConfig(name string, maxAge time.Duration, maxBytes int64, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        name,
@@ -136,6 +138,8 @@ func StreamConfig(name string, maxAge time.Duration, maxBytes int64, replicas in
 		Replicas:    replicas,
 		Duplicates:  2 * time.Minute,
 		AllowDirect: true,
+
+		AllowAtomicPublish: true,
 	}
 }
 
@@ -143,13 +147,34 @@ func StreamConfig(name string, maxAge time.Duration, maxBytes int64, replicas in
 // (age, bytes, messages, replicas, duplicate window) when they differ from
 // want, keeping its data and any other setting an operator made.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
+	return EnsureSharedStream(ctx, js, want, Explicit{MaxAge: true, MaxBytes: true, Replicas: true, Duplicates: true}, log)
+}
+
+// Explicit says which limits of a wanted stream configuration were asked
+// for explicitly (for the publisher: its PUBLISHER_STREAM_* variable is
+// present in the environment).
+type Explicit struct {
+	MaxAge, MaxBytes, Replicas, Duplicates bool
+}
+
+// EnsureSharedStream creates the stream when it is missing. An existing
+// stream is shared with others: of its limits (max age, max bytes,
+// replicas, duplicate window) only the explicit ones are set as want has
+// them (lowering one is logged as a warning); the others stay as they
+// are, and a difference from want is only logged. Direct gets and atomic
+// batches are turned on when they are off. The data is kept.
+func EnsureSharedStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, explicit Explicit, log *slog.Logger) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another publisher made it just now
+			return EnsureSharedStream(ctx, js, want, explicit, log)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("create stream %s: %w", want.Name, Explain(err))
 		}
-		log.Info("stream created", "stream", want.Name)
+		log.Info("stream created", "stream", want.Name, "replicas", want.Replicas, "max_age", want.MaxAge,
+			"max_bytes", want.MaxBytes, "duplicate_window", want.Duplicates)
 		return s, nil
 	}
 	if err != nil {
@@ -157,20 +182,51 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	}
 	have := s.CachedInfo().Config
 	next := have
-	next.MaxAge, next.MaxBytes, next.MaxMsgs = want.MaxAge, want.MaxBytes, want.MaxMsgs
-	next.Replicas, next.Duplicates = want.Replicas, want.Duplicates
-	if !next.AllowDirect {
-		next.AllowDirect = true
+	limit := func(name string, set bool, haveV, wantV any, lower bool, apply func()) {
+		if reflect.DeepEqual(haveV, wantV) {
+			return
+		}
+		if !set {
+			log.Info("stream limit differs from this publisher's default: left as it is (set the variable to change it)",
+				"stream", want.Name, "limit", name, "stream_has", haveV, "default", wantV)
+			return
+		}
+		apply()
+		if lower {
+			log.Warn("lowering a limit of the shared stream, as configured", "stream", want.Name, "limit", name, "from", haveV, "to", wantV)
+		}
 	}
+	limit("max_age", explicit.MaxAge, have.MaxAge, want.MaxAge, lowerLimit(int64(have.MaxAge), int64(want.MaxAge)), func() { next.MaxAge = want.MaxAge })
+	limit("max_bytes", explicit.MaxBytes, have.MaxBytes, want.MaxBytes, lowerLimit(have.MaxBytes, want.MaxBytes), func() { next.MaxBytes = want.MaxBytes })
+	limit("replicas", explicit.Replicas, have.Replicas, want.Replicas, want.Replicas < have.Replicas, func() { next.Replicas = want.Replicas })
+	limit("duplicate_window", explicit.Duplicates, have.Duplicates, want.Duplicates, want.Duplicates < have.Duplicates, func() { next.Duplicates = want.Duplicates })
+	asked := !reflect.DeepEqual(have, next) // an explicit limit changes
+	next.AllowDirect = true
+	next.AllowAtomicPublish = true
 	if reflect.DeepEqual(have, next) {
 		return s, nil
 	}
-	s, err = js.UpdateStream(ctx, next)
-	if err != nil {
-		return nil, fmt.Errorf("update stream %s limits: %w", want.Name, err)
+	updated, err := js.UpdateStream(ctx, next)
+	if err != nil && !asked { // only the features: the publisher can do without them, slower
+		log.Warn("cannot turn on direct gets and atomic batches on the stream: going on without them", "stream", want.Name, "err", err)
+		return s, nil
 	}
-	log.Info("stream limits updated", "stream", want.Name, "max_age", next.MaxAge, "max_bytes", next.MaxBytes, "replicas", next.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("update stream %s: %w", want.Name, err)
+	}
+	s = updated
+	log.Info("stream updated", "stream", want.Name, "max_age", next.MaxAge, "max_bytes", next.MaxBytes, "replicas", next.Replicas,
+		"duplicate_window", next.Duplicates, "atomic_batches", next.AllowAtomicPublish)
 	return s, nil
+}
+
+// lowerLimit reports whether limit want is below have, where 0 or less
+// means unlimited.
+func lowerLimit(have, want int64) bool {
+	if want <= 0 {
+		return false
+	}
+	return have <= 0 || want < have
 }
 
 // EnsureStatusBucket creates or opens the DOCKER_STATUS key-value bucket.

@@ -128,3 +128,34 @@ func TestConnectWithPrivateCAAndClientCertificate(t *testing.T) {
 		t.Fatal("a client without a certificate could talk to a server that verifies clients")
 	}
 }
+
+// A shared stream keeps the limits nobody asked to change; those asked
+// for are applied, lowering included; the writer's features are turned on.
+func TestEnsureSharedStreamChangesOnlyExplicitLimits(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fleet := StreamConfig("SHARED", 720*time.Hour, 10<<30, 1)
+	fleet.Duplicates, fleet.AllowAtomicPublish, fleet.AllowDirect = 5*time.Minute, false, false
+	if _, err := js.CreateStream(ctx, fleet); err != nil {
+		t.Fatal(err)
+	}
+	mine := StreamConfig("SHARED", 168*time.Hour, 1<<30, 1)
+	s, err := EnsureSharedStream(ctx, js, mine, Explicit{}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.CachedInfo().Config
+	if c.MaxAge != 720*time.Hour || c.MaxBytes != 10<<30 || c.Duplicates != 5*time.Minute || !c.AllowAtomicPublish || !c.AllowDirect {
+		t.Fatalf("nothing explicit: %v %d %v atomic %v direct %v", c.MaxAge, c.MaxBytes, c.Duplicates, c.AllowAtomicPublish, c.AllowDirect)
+	}
+	s, err = EnsureSharedStream(ctx, js, mine, Explicit{MaxAge: true, Duplicates: true}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CachedInfo().Config; c.MaxAge != 168*time.Hour || c.Duplicates != 2*time.Minute || c.MaxBytes != 10<<30 {
+		t.Fatalf("explicit max age and window: %v %v %d", c.MaxAge, c.Duplicates, c.MaxBytes)
+	}
+}

@@ -25,6 +25,26 @@ type Status struct {
 	// Since is when the connection entered this state.
 	Since  time.Time `json:"since"`
 	Engine Engine    `json:"engine"`
+	// Updated is when the publisher last wrote the value: it rewrites it
+	// at least every RefreshEvery, so a value older than StaleAfter means
+	// the node's state is unknown.
+	Updated time.Time `json:"updated"`
+	// Holder names the publisher process holding the node's lease (a hash
+	// of its host name, its pid, a random part); the key is the lease.
+	Holder string `json:"holder,omitempty"`
+}
+
+// How often a publisher rewrites its status, and when a status that was
+// not rewritten means "unknown" to consumers (contract, "Edge mode").
+const (
+	RefreshEvery = 15 * time.Second
+	StaleAfter   = 45 * time.Second
+)
+
+// Stale reports whether s has not been rewritten for StaleAfter at now
+// (a value without Updated, from an older publisher, is never stale).
+func (s Status) Stale(now time.Time) bool {
+	return !s.Updated.IsZero() && now.Sub(s.Updated) > StaleAfter
 }
 
 // Engine describes the Docker engine the publisher watches.

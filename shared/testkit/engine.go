@@ -28,14 +28,16 @@ import (
 // since, until and filters, /containers/json, /containers/{id}/json), so a
 // test can generate thousands of events per second, which the real engine
 // cannot, and break the engine on demand (cut its event streams, restart it
-// with an empty memory, step its clock).
+// with an empty memory, step its clock, fail or delay the requests for one
+// path).
 //
 // It behaves like the real engine where the publisher depends on it: it
 // remembers only its last Memory events (256 by default) for since/until
 // queries, since and until are inclusive, until in the past ends the
 // stream at once and in the future when the engine's clock passes it, and
 // a subscriber that does not take an event within 100 ms misses it
-// silently (counted in Dropped), as Docker's pubsub does.
+// silently (counted in Dropped), as Docker's pubsub does, and a since
+// after until is refused with 400.
 type FakeEngine struct {
 	// Host is the DOCKER_HOST value that points at the engine.
 	Host string
@@ -55,7 +57,9 @@ type FakeEngine struct {
 	inspect    map[string]container.InspectResponse
 	dropped    int
 	lastNano   int64
-	streams    int // /events requests served
+	streams    int                      // /events requests served
+	failNext   map[string]int           // path -> requests still to fail
+	delays     map[string]time.Duration // path -> how long to hold each request
 }
 
 type engineSub struct {
@@ -81,7 +85,8 @@ func StartFakeEngine(t testing.TB, o FakeEngineOptions) *FakeEngine {
 	if o.Memory <= 0 {
 		o.Memory = 256
 	}
-	e := &FakeEngine{Name: o.Name, memory: o.Memory, subs: map[*engineSub]struct{}{}, inspect: map[string]container.InspectResponse{}}
+	e := &FakeEngine{Name: o.Name, memory: o.Memory, subs: map[*engineSub]struct{}{}, inspect: map[string]container.InspectResponse{},
+		failNext: map[string]int{}, delays: map[string]time.Duration{}}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	e.Host = "tcp://" + e.srv.Listener.Addr().String()
 	t.Cleanup(func() {
@@ -265,6 +270,50 @@ func (e *FakeEngine) SetInspect(id string, c container.InspectResponse) {
 	e.mu.Unlock()
 }
 
+// FailNext makes the next n requests for path (without the /vN.NN
+// prefix: "/containers/json", "/info", "/_ping", "/events", …) fail with
+// HTTP 500 in Docker's error shape, as an engine does while it restarts.
+func (e *FakeEngine) FailNext(path string, n int) {
+	e.mu.Lock()
+	e.failNext[path] = n
+	e.mu.Unlock()
+}
+
+// Delay holds every request for path d before answering it (0: no delay),
+// as a busy engine does; the request's own context still ends it.
+func (e *FakeEngine) Delay(path string, d time.Duration) {
+	e.mu.Lock()
+	e.delays[path] = d
+	e.mu.Unlock()
+}
+
+// fault applies FailNext and Delay to a request for path; it reports
+// whether the request was answered (failed) already.
+func (e *FakeEngine) fault(w http.ResponseWriter, r *http.Request, path string) bool {
+	e.mu.Lock()
+	fail := e.failNext[path] > 0
+	if fail {
+		e.failNext[path]--
+	}
+	d := e.delays[path]
+	e.mu.Unlock()
+	if d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return true
+		}
+	}
+	if fail {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(map[string]string{"message": "injected failure of " + path})
+	}
+	return fail
+}
+
 var apiPrefix = regexp.MustCompile(`^/v[0-9]+\.[0-9]+/`)
 
 // FakeAPIVersion is the API version the fake engine reports.
@@ -284,6 +333,9 @@ func (e *FakeEngine) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if loc := apiPrefix.FindStringIndex(path); loc != nil {
 		path = "/" + path[loc[1]:]
+	}
+	if e.fault(w, r, path) {
+		return
 	}
 	w.Header().Set("Api-Version", FakeAPIVersion)
 	w.Header().Set("Ostype", "linux")
@@ -352,6 +404,10 @@ func (e *FakeEngine) events(w http.ResponseWriter, r *http.Request) {
 	until, err := parseStamp(q.Get("until"))
 	if err != nil {
 		http.Error(w, fmt.Sprintf(`{"message":%q}`, err.Error()), http.StatusBadRequest)
+		return
+	}
+	if since > 0 && until > 0 && since > until { // the real engine refuses it too
+		http.Error(w, fmt.Sprintf(`{"message":"since time (%s) cannot be after until time (%s)"}`, q.Get("since"), q.Get("until")), http.StatusBadRequest)
 		return
 	}
 	args, err := filters.FromJSON(q.Get("filters"))

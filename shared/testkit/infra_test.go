@@ -148,11 +148,7 @@ func TestTCPProxyCutsRestoresAndDropsReplies(t *testing.T) {
 func TestFakeEngineSinceUntilMemoryAndRestart(t *testing.T) {
 	t.Parallel()
 	e := StartFakeEngine(t, FakeEngineOptions{Name: "fake-1", Memory: 10})
-	cli, err := client.NewClientWithOpts(client.WithHost(e.Host), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := fakeClient(t, e)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	info, err := cli.Info(ctx)
@@ -248,11 +244,7 @@ func TestFakeEngineSinceUntilMemoryAndRestart(t *testing.T) {
 func TestFakeEngineDropsForASubscriberThatDoesNotRead(t *testing.T) {
 	t.Parallel()
 	e := StartFakeEngine(t, FakeEngineOptions{})
-	cli, err := client.NewClientWithOpts(client.WithHost(e.Host), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := fakeClient(t, e)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, _ = cli.Events(ctx, events.ListOptions{}) // never read
@@ -270,4 +262,48 @@ func TestFakeEngineDropsForASubscriberThatDoesNotRead(t *testing.T) {
 		}
 		e.Emit(Container("start", fmt.Sprint(i), strings.Repeat("x", 200), nil))
 	}
+}
+
+func TestFakeEngineFailNextDelayAndSinceAfterUntil(t *testing.T) {
+	t.Parallel()
+	e := StartFakeEngine(t, FakeEngineOptions{})
+	cli := fakeClient(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e.FailNext("/containers/json", 1)
+	if _, err := cli.ContainerList(ctx, container.ListOptions{All: true}); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("first list after FailNext: %v, want the injected failure", err)
+	}
+	if _, err := cli.ContainerList(ctx, container.ListOptions{All: true}); err != nil {
+		t.Fatalf("second list: %v", err)
+	}
+	e.Delay("/_ping", 300*time.Millisecond)
+	start := time.Now()
+	if _, err := cli.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("delayed ping answered in %v", d)
+	}
+	e.Delay("/_ping", 0)
+	msgs, errs := cli.Events(ctx, events.ListOptions{Since: "2000000000", Until: "1000000000"})
+	select {
+	case m := <-msgs:
+		t.Fatalf("event %v for since > until", m)
+	case err := <-errs:
+		if err == nil || !strings.Contains(err.Error(), "cannot be after") {
+			t.Fatalf("since > until: %v", err)
+		}
+	}
+}
+
+// fakeClient is a Docker client of e, closed when the test ends.
+func fakeClient(t *testing.T, e *FakeEngine) *client.Client {
+	t.Helper()
+	cli, err := client.NewClientWithOpts(client.WithHost(e.Host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
 }
