@@ -37,6 +37,9 @@ type Options struct {
 	ReplayTurnMessages int
 	// HubCheckInterval is how often the live feed checks the stream (default 2s).
 	HubCheckInterval time.Duration
+	// StatusStaleAfter is how long a node's status may go unwritten before
+	// clients are told it is stale (default status.StaleAfter, 45s).
+	StatusStaleAfter time.Duration
 	// MaxHandshakes bounds connections still in their TCP/HTTP handshake
 	// (default 1024); past it the oldest is closed.
 	MaxHandshakes int
@@ -90,6 +93,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) er
 	if o.HubCheckInterval > 0 {
 		h.CheckInterval = o.HubCheckInterval
 	}
+	h.StatusStaleAfter = o.StatusStaleAfter
 	hmu.Unlock()
 	rp := replay.New(js, cfg.Stream, h, o.ReplayConcurrency, log, m)
 	if o.ReplayTurnMessages > 0 {

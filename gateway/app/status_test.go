@@ -151,3 +151,107 @@ func sameNodes(got []string, want ...string) bool {
 	}
 	return true
 }
+
+// TestStatusRefreshesAreNotChanges: a publisher rewrites its status every
+// few seconds only to say it is alive (`updated`, its lease holder).
+// Connected clients get a status frame for a change only, a client that
+// joins gets the freshest value, and when the writes stop the clients get
+// the value again marked stale, then the fresh one when a write comes.
+func TestStatusRefreshesAreNotChanges(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	stream := "STATUSREFRESH"
+	newStream(t, js, stream, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kv, err := natsutil.EnsureStatusBucket(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := testkit.Unique("web")
+	since := time.Now().UTC().Truncate(time.Second)
+	put := func(docker string, updated time.Time) {
+		t.Helper()
+		s := status.Status{Node: node, Docker: docker, Since: since, Updated: updated.UTC(), Holder: fmt.Sprint(updated.UnixNano()),
+			Engine: status.Engine{Version: "20.10", APIVersion: "1.41"}}
+		if _, err := kv.Put(ctx, node, s.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	statusOf := func(f frame) status.Status {
+		t.Helper()
+		if f.Type != "status" {
+			t.Fatalf("frame %+v, want a status", f)
+		}
+		s, err := status.Decode(f.Status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// frames waits until col holds n frames and returns them.
+	frames := func(col *collector, n int, within time.Duration) []frame {
+		t.Helper()
+		var fs []frame
+		testkit.Eventually(t, within, func() error {
+			got, err := col.snapshot()
+			if err != nil {
+				return err
+			}
+			if len(got) < n {
+				return fmt.Errorf("%d frames, want %d: %+v", len(got), n, got)
+			}
+			fs = got
+			return nil
+		})
+		return fs
+	}
+
+	put(status.Connected, time.Now())
+	staleAfter := 2 * time.Second
+	g := startGateway(t, ns.ClientURL(), stream, nil, app.Options{StatusStaleAfter: staleAfter})
+	col := collect(dial(t, g.wsURL(""), nil))
+	fs := frames(col, 2, 10*time.Second)
+	if statusOf(fs[0]).Docker != status.Connected || fs[1].Type != "live" {
+		t.Fatalf("at connect: %+v", fs)
+	}
+
+	// Rewrites that only refresh `updated` and the holder, then a change:
+	// the change is the next frame (the rewrites, written before it, would
+	// have come first). A client joining after the rewrites gets the last.
+	var last time.Time
+	for range 5 {
+		last = time.Now()
+		put(status.Connected, last)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error { // once the hub has read the last rewrite
+		c := dial(t, g.wsURL(""), nil)
+		defer c.Close()
+		if s := statusOf(read(t, c, 10*time.Second)); !s.Updated.Equal(last.UTC()) {
+			return fmt.Errorf("a joining client got updated %v, want the last rewrite's %v", s.Updated, last.UTC())
+		}
+		return nil
+	})
+	put(status.Disconnected, time.Now())
+	fs = frames(col, 3, 10*time.Second)
+	if len(fs) != 3 || statusOf(fs[2]).Docker != status.Disconnected || fs[2].Stale {
+		t.Fatalf("want exactly the change after live, got %+v", fs[2:])
+	}
+
+	// No write for StaleAfter: the value again, marked stale, to connected
+	// and joining clients; then a write makes it fresh again.
+	fs = frames(col, 4, 10*staleAfter)
+	if !fs[3].Stale || statusOf(fs[3]).Docker != status.Disconnected {
+		t.Fatalf("want the last value marked stale, got %+v", fs[3])
+	}
+	late := collect(dial(t, g.wsURL(""), nil))
+	if f := frames(late, 1, 10*time.Second)[0]; !f.Stale {
+		t.Fatalf("a client joining a stale node got %+v", f)
+	}
+	put(status.Disconnected, time.Now())
+	fs = frames(col, 5, 10*time.Second)
+	if fs[4].Stale || statusOf(fs[4]).Docker != status.Disconnected {
+		t.Fatalf("after a new write: %+v", fs[4])
+	}
+}

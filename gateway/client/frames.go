@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ type Frame struct {
 	RequestedTime string          `json:"requested_time"`
 	FirstSeq      uint64          `json:"first_seq"`
 	Status        json.RawMessage `json:"status"`
+	Stale         bool            `json:"stale"`
 	Code          string          `json:"code"`
 	Message       string          `json:"message"`
 	ResumeFromSeq uint64          `json:"resume_from_seq"`
@@ -88,10 +90,23 @@ func GapTimeFrame(requested time.Time, first uint64) []byte {
 	}{"gap", requested.UTC().Format(time.RFC3339Nano), first})
 }
 
-// StatusFrame builds {"type":"status","status":value}; value must be valid
-// UTF-8 JSON.
-func StatusFrame(value []byte) []byte {
+// StatusFrame builds {"type":"status","status":value}, with "stale":true
+// when the node's publisher stopped rewriting it (see package hub); value
+// must be valid UTF-8 JSON.
+func StatusFrame(value []byte, stale bool) []byte {
 	b := append([]byte(`{"type":"status","status":`), value...)
+	if stale {
+		b = append(b, `,"stale":true`...)
+	}
+	return append(b, '}')
+}
+
+// MarkStale returns a status frame built by StatusFrame as a stale one.
+func MarkStale(frame []byte) []byte {
+	if bytes.HasSuffix(frame, []byte(`,"stale":true}`)) {
+		return frame
+	}
+	b := append(bytes.Clone(frame[:len(frame)-1]), `,"stale":true`...)
 	return append(b, '}')
 }
 

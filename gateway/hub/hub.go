@@ -25,6 +25,10 @@ type Hub struct {
 	// (default 5s), with jitter, and starts over after a healthy period
 	// (shared/backoff).
 	RetryWait, MaxRetryWait time.Duration
+	// StatusStaleAfter is how long a node's status may go without being
+	// rewritten before its clients are told it is stale (default
+	// status.StaleAfter).
+	StatusStaleAfter time.Duration
 
 	js      jetstream.JetStream
 	stream  string

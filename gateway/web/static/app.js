@@ -262,7 +262,7 @@
         updateEmpty();
         break;
       case 'gap': onGap(f); break;
-      case 'status': onStatus(f.status); break;
+      case 'status': onStatus(f.status, f.stale === true); break;
       case 'error': onError(f); break;
       default: break; // newer gateways may add frame types
     }
@@ -340,16 +340,20 @@
     notice('warn', message);
   }
 
-  function onStatus(st) {
+  // stale: the node's publisher stopped rewriting its status (it, or its
+  // link to NATS, is gone): what the status says is no longer known.
+  function onStatus(st, stale) {
     if (!st || !st.node) return;
-    S.nodes.set(st.node, st);
+    S.nodes.set(st.node, Object.assign({}, st, { stale: stale }));
     const box = $('nodes');
     box.textContent = '';
     for (const n of [...S.nodes.keys()].sort()) {
       const s = S.nodes.get(n);
       const up = s.docker === 'connected';
-      const chip = el('span', up ? 'node' : 'node down');
-      if (up) {
+      const chip = el('span', s.stale ? 'node unknown' : up ? 'node' : 'node down');
+      if (s.stale) {
+        chip.textContent = n + ': status unknown' + (s.updated ? ' — no word from its publisher since ' + fmtClock(new Date(s.updated)) : '');
+      } else if (up) {
         chip.textContent = n + ': Docker connected' + (s.engine && s.engine.version ? ' (engine ' + s.engine.version + ')' : '');
       } else {
         chip.textContent = n + ': Docker disconnected' + (s.since ? ' since ' + fmtClock(new Date(s.since)) : '') + (s.error ? ' — ' + s.error : '');
