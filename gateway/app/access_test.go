@@ -228,7 +228,8 @@ func TestTokenNarrowing(t *testing.T) {
 		"label only":  q("token", tokA, "from_seq", "1", "filter", "label=team=x"),
 	} {
 		c := dial(t, g.wsURL(query), nil)
-		if err := checkFrames(readUntil(t, c, "live"), want(t, pubs, 1, "node="+nodeA)); err != nil {
+		w := want(t, pubs, 1, "node="+nodeA)
+		if err := checkFrames(readEvents(t, c, len(w)), w); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

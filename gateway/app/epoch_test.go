@@ -26,6 +26,30 @@ func readUntil(t testing.TB, c *websocket.Conn, typ string) []frame {
 	}
 }
 
+// readEvents reads frames until the live frame and n event frames have
+// arrived, on either side of live: events published just before a client
+// connects may not have reached the gateway's live feed yet, and then
+// they follow live instead of preceding it (exactly once either way).
+func readEvents(t testing.TB, c *websocket.Conn, n int) []frame {
+	t.Helper()
+	var fs []frame
+	live, events := false, 0
+	for !live || events < n {
+		f, err := tryRead(c, 30*time.Second)
+		if err != nil {
+			t.Fatalf("after %d events (live %v), want %d: %v", events, live, n, err)
+		}
+		fs = append(fs, f)
+		switch f.Type {
+		case "live":
+			live = true
+		case "event":
+			events++
+		}
+	}
+	return fs
+}
+
 // expectEnd reads the rest of a connection: it must end with an error
 // frame of code, then a close with closeCode. It returns the error frame.
 func expectEnd(t testing.TB, c *websocket.Conn, code client.Code, closeCode int) frame {
