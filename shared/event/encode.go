@@ -74,6 +74,11 @@ func appendField(dst []byte, key, value string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendString appends s as a JSON string, quoted and escaped exactly as
+// encoding/json does (with HTML escaping), for encoders of other types
+// that must match encoding/json byte for byte.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
 // appendString quotes s as encoding/json does with HTML escaping: ", \ and
 // control characters escaped, <, > and & as \u003c…, invalid UTF-8 as
 // \ufffd, U+2028 and U+2029 as \u2028 and \u2029.
