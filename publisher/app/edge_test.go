@@ -459,4 +459,3 @@ func TestEdgeSecondPublisherForANodeRefused(t *testing.T) {
 		t.Fatalf("the first publisher is no longer ready: %s", why)
 	}
 }
-
