@@ -48,21 +48,29 @@ const benchWindow = 4096
 // pipeline (a stand-in engine's /events read, queued, written in atomic
 // batches) into the same bin/nats-server and stream, one after the other,
 // and reports each round's rates and the median ratio. BENCH_EVENTS sets
-// the events per run (default 100,000), BENCH_ROUNDS the rounds (3).
+// the events per run (default 100,000), BENCH_ROUNDS the rounds (3),
+// BENCH_INPROC_SERVER=1 runs the server in-process (for profiles).
 //
 //	cd publisher && go test -run '^$' -bench PipelineVsRaw -benchtime 1x ./app/
 func BenchmarkPipelineVsRaw(b *testing.B) {
 	n := envInt("BENCH_EVENTS", 100000)
 	rounds := envInt("BENCH_ROUNDS", 3)
-	ns := testkit.StartNATSProcess(b)
+	// BENCH_INPROC_SERVER=1: an embedded server with the same defaults
+	// instead of bin/nats-server, so that a CPU profile covers it too.
+	url := ""
+	if os.Getenv("BENCH_INPROC_SERVER") != "" {
+		url = testkit.StartJetStream(b).ClientURL()
+	} else {
+		url = testkit.StartNATSProcess(b).URL()
+	}
 	eng := testkit.StartFakeEngine(b, testkit.FakeEngineOptions{Name: "pipebench"})
 	var stored atomic.Int64
-	p := startPub(b, map[string]string{"NATS_URL": ns.URL(), "DOCKER_HOST": eng.Host, "LOG_LEVEL": "warn"}, func(a *app.App) {
+	p := startPub(b, map[string]string{"NATS_URL": url, "DOCKER_HOST": eng.Host, "LOG_LEVEL": "warn"}, func(a *app.App) {
 		a.Stored = func(_ uint64, _ *queue.Item) { stored.Add(1) }
 		a.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
 	p.WaitReady()
-	nc, err := nats.Connect(ns.URL())
+	nc, err := nats.Connect(url)
 	if err != nil {
 		b.Fatal(err)
 	}
