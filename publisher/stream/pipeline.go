@@ -149,6 +149,12 @@ func (w *Writer) await(ctx context.Context, f *flight) {
 	timer := time.NewTimer(time.Until(f.deadline))
 	defer timer.Stop()
 	for !f.acked && f.err == nil {
+		select { // what has arrived is delivered before anything is overdue
+		case m := <-w.replies:
+			w.deliver(m)
+			continue
+		default:
+		}
 		select {
 		case m := <-w.replies:
 			w.deliver(m)
@@ -204,12 +210,18 @@ func (w *Writer) recover(ctx context.Context) error {
 			lastOK = i
 		}
 	}
-	rest := flights[lastOK+1:]
-	first := rest[0]
+	var first *flight // the first not acknowledged: there is one
+	for _, f := range flights {
+		if f.err != nil {
+			first = f
+			break
+		}
+	}
 	var api *apiError
 	if first.ahead && errors.As(first.err, &api) && (api.ErrCode == errCodeWrongLast || api.ErrCode == errCodeWrongLastC) {
 		// Its expectation did not hold although the batch ahead of it was
-		// stored: another writer in between, or a clustered stream.
+		// stored (else that one would be the first failure): another
+		// writer in between, or a clustered stream.
 		w.mispredictions++
 		level := slog.LevelDebug
 		if w.mispredictions == mispredictionsAllowed {
@@ -220,17 +232,20 @@ func (w *Writer) recover(ctx context.Context) error {
 	} else {
 		w.failed(first.items, first.err)
 	}
-	ids := make([]string, len(rest))
-	for i, f := range rest {
-		ids[i] = f.items[len(f.items)-1].Event.ID
-	}
-	idx, seq, err := w.settleAny(ctx, node, ids)
-	if err != nil {
-		return err
-	}
-	stored := lastOK
-	if idx >= 0 {
-		stored = lastOK + 1 + idx
+	stored := lastOK // every batch up to the last acknowledged is stored
+	seq := uint64(0)
+	if rest := flights[lastOK+1:]; len(rest) > 0 {
+		ids := make([]string, len(rest))
+		for i, f := range rest {
+			ids[i] = f.items[len(f.items)-1].Event.ID
+		}
+		idx, s, err := w.settleAny(ctx, node, ids)
+		if err != nil {
+			return err
+		}
+		if idx >= 0 {
+			stored, seq = lastOK+1+idx, s
+		}
 	}
 	for i := 0; i <= stored; i++ {
 		f := flights[i]

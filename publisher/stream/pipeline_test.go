@@ -37,10 +37,11 @@ func TestWriterPipelinesBatchesInOrder(t *testing.T) {
 	}
 }
 
-// The server's acknowledgements are lost for longer than the writer's
-// acknowledgement timeout while a window of batches is in flight (the
-// server stores them all): none is stored twice, none lost, the order
-// kept; then the link carries replies again and the rest follows.
+// The server's acknowledgements are lost while windows of batches are in
+// flight (the server stores them all): for a moment (some of a window's
+// acknowledgements lost, later ones not), then for longer than the
+// writer's acknowledgement timeout. None is stored twice, none lost, the
+// order kept; then the link carries replies again and the rest follows.
 func TestWriterPipelineAcksLost(t *testing.T) {
 	t.Parallel()
 	ns := testkit.StartJetStream(t)
@@ -50,9 +51,17 @@ func TestWriterPipelineAcksLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		// Short losses first (some acknowledgements of a window lost,
+		// later ones not: a batch is found stored by the one after it),
+		// then one longer than the acknowledgement timeout (1 s).
+		for range 8 {
+			time.Sleep(150 * time.Millisecond)
+			proxy.DropReplies(true)
+			time.Sleep(15 * time.Millisecond)
+			proxy.DropReplies(false)
+		}
 		proxy.DropReplies(true)
-		time.Sleep(2500 * time.Millisecond) // > AckTimeout (1 s)
+		time.Sleep(2500 * time.Millisecond)
 		proxy.DropReplies(false)
 	}()
 	for i := 0; i < len(evs) && ctx.Err() == nil; i += 500 {
