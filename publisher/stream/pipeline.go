@@ -36,8 +36,8 @@ func (w *Writer) pipelining() bool {
 	return w.MaxInFlight > 1 && !w.single && w.alone && w.mispredictions < mispredictionsAllowed
 }
 
-// pipeline stores batch and, while the queue has more events of the same
-// node, further batches sent before the ones ahead of them are
+// pipeline stores batch and, while the queue holds whole batches more of
+// the same node, further batches sent before the ones ahead of them are
 // acknowledged, at most MaxInFlight at a time. It returns once every
 // batch it sent is stored, each once and in order (nil), or ctx ended.
 //
@@ -67,7 +67,7 @@ func (w *Writer) pipeline(ctx context.Context, batch []queue.Item) error {
 			expect += uint64(len(batch))
 			batch = nil
 		}
-		if last := w.flights[len(w.flights)-1]; last.err == nil && w.held == nil && len(w.flights) < w.MaxInFlight && w.pipelining() {
+		if last := w.flights[len(w.flights)-1]; last.err == nil && w.held == nil && len(w.flights) < w.MaxInFlight && w.pipelining() && w.fullBatchWaiting() {
 			next := w.Queue.PopBatch(w.slice(), w.MaxBatch, w.MaxBatchBytes)
 			switch {
 			case len(next) == 0:
@@ -96,6 +96,17 @@ func (w *Writer) pipeline(ctx context.Context, batch []queue.Item) error {
 			return nil
 		}
 	}
+}
+
+// fullBatchWaiting reports whether the queue holds a whole batch: only
+// such a batch is sent ahead. Every batch costs the server a fixed
+// amount (a single-server file stream stages each in a store of its own
+// and syncs it), so that sending ahead whatever little has come in since
+// the last send would fill the window with small batches and store
+// fewer events than waiting for the acknowledgement, during which the
+// next batch grows.
+func (w *Writer) fullBatchWaiting() bool {
+	return w.Queue.Len() >= w.MaxBatch || w.Queue.Bytes() >= w.MaxBatchBytes
 }
 
 // launch sends items as one batch expecting the node's last sequence to

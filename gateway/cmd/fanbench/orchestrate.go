@@ -44,6 +44,11 @@ type scale struct {
 	StormClients, StormBack int
 	StormDial               int
 	PubEvents               int
+	// PubContainers is how many containers the pipeline's start events
+	// are about (cycled): the publisher keeps each container's state in
+	// a key-value bucket, so that all-distinct containers would add a
+	// key write per event, which no engine's load causes.
+	PubContainers int
 }
 
 // override sets fields from "Field=value,…" (BENCH_SCALE): integers, and
@@ -82,7 +87,7 @@ var fullScale = scale{
 	IdleClients: 2000,
 	HeldClients: 10000, HeldEvents: 200,
 	StormClients: 10000, StormBack: 20, StormDial: 1000,
-	PubEvents: 100000,
+	PubEvents: 100000, PubContainers: 1000,
 }
 
 var quickScale = scale{
@@ -91,7 +96,7 @@ var quickScale = scale{
 	IdleClients: 500,
 	HeldClients: 1000, HeldEvents: 50,
 	StormClients: 1000, StormBack: 20, StormDial: 1000,
-	PubEvents: 20000,
+	PubEvents: 20000, PubContainers: 1000,
 }
 
 // orchestrator runs the comparison.

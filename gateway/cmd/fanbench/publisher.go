@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -24,14 +25,16 @@ const pubNode = "pubbench"
 // nats-server and its stream.
 func (o *orchestrator) publisherBench(ctx context.Context) *publisherResult {
 	n := o.sc.PubEvents
-	r := &publisherResult{Events: n, RawPayload: payloadSize()}
+	r := &publisherResult{Events: n, RawPayload: payloadSize(), Containers: o.sc.PubContainers}
 	o.logf("publisher: raw: %d acknowledged async publishes of prebuilt payloads", n)
 	msgs, err := o.pub.prebuilt(n)
 	if err != nil {
 		r.Err = "raw: " + err.Error()
 		return r
 	}
+	rawCPU := startCPU(os.Getpid(), o.nats.pid(), 0)
 	first, acked, err := o.pub.publishAll(ctx, msgs)
+	r.RawCPU = rawCPU.stop()
 	if err != nil {
 		r.Err = "raw: " + err.Error()
 		return r
@@ -129,6 +132,7 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 	ectx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
+	cpu := startCPU(p.pid(), o.nats.pid(), os.Getpid())
 	emitted := make(chan error, 1)
 	go func() {
 		for i := 0; i < n; i++ {
@@ -139,7 +143,7 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 				}
 				time.Sleep(200 * time.Microsecond)
 			}
-			eng.Emit(testkit.Container("start", fmt.Sprintf("%064x", i+1), "shop-api-1", attrs))
+			eng.Emit(testkit.Container("start", fmt.Sprintf("%064x", i%o.sc.PubContainers+1), "shop-api-1", attrs))
 		}
 		emitted <- nil
 	}()
@@ -163,6 +167,7 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 		done.Store(int64(got - before))
 		if got-before >= uint64(n) {
 			r.Pipeline = time.Since(start)
+			r.PipeCPU = cpu.stop()
 			break
 		}
 		if got != last {

@@ -101,8 +101,13 @@ type publisherResult struct {
 	Events                      int
 	Raw, Pipeline, Emitted      time.Duration
 	RawPayload, PipelinePayload int
-	Dropped, Streams            int
-	Err                         string
+	Containers                  int // the pipeline's events are about this many containers
+	// CPU seconds: raw (Server: this process, the publishing client;
+	// NATS) and pipeline (Server: the publisher; NATS; Clients: this
+	// process, the stand-in engine and the harness).
+	RawCPU, PipeCPU  cpuUse
+	Dropped, Streams int
+	Err              string
 }
 
 func (r *report) peer(name string) *peerResult {
@@ -489,8 +494,8 @@ func (r *report) publisherSection(w func(string, ...any)) {
 	w("Both into the same nats-server and stream. *Raw*: %s acknowledged async publishes (4,096 in flight) of bench payloads (%d bytes, built with their Msg-Id before the clock starts), first publish to last ack. ",
 		num(float64(p.Events)), p.RawPayload)
 	w("*Pipeline*: bin/publisher reading a stand-in engine's `/events` (testkit.FakeEngine, serving the Docker API subset the publisher uses), ")
-	w("its queue and its acknowledged async publishes: %s container start events with the same attributes (stored payload %d bytes), from the first event emitted to the last one stored. ",
-		num(float64(p.Events)), p.PipelinePayload)
+	w("its queue and its acknowledged publishes (atomic batches): %s start events of %s containers with the same attributes (stored payload %d bytes), from the first event emitted to the last one stored. ",
+		num(float64(p.Events)), num(float64(p.Containers)), p.PipelinePayload)
 	w("The engine is driven as a closed loop with at most %s events emitted and not yet stored (as many as raw has in flight), so that the publisher's queue (10,000 events) never overflows: ", num(pipelineWindow))
 	w("the rate is the one the pipeline sustains; every event must be stored exactly once.\n\n")
 	if p.Err != "" {
@@ -506,6 +511,10 @@ func (r *report) publisherSection(w func(string, ...any)) {
 	}
 	if p.Raw > 0 && p.Pipeline > 0 {
 		w("| pipeline ÷ raw | **%.2f×** | |\n", p.Raw.Seconds()/p.Pipeline.Seconds())
+		us := func(s float64) string { return fmt.Sprintf("%.1f µs", s*1e6/float64(p.Events)) }
+		w("| CPU per event, raw | client %s, nats-server %s | |\n", us(p.RawCPU.Server), us(p.RawCPU.NATS))
+		w("| CPU per event, pipeline | publisher %s, nats-server %s, stand-in engine and harness %s | |\n",
+			us(p.PipeCPU.Server), us(p.PipeCPU.NATS), us(p.PipeCPU.Clients))
 	}
 	w("\n")
 }
