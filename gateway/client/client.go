@@ -27,7 +27,14 @@ type Options struct {
 	// CloseTimeout is how long a close may take before the connection is
 	// aborted under it (default 5s).
 	CloseTimeout time.Duration
+	// Batch (the batch=1 parameter) hands the sink one frame at a time,
+	// made of every frame queued when the previous one was written,
+	// newline-separated, up to MaxBatchBytes (a larger frame goes alone).
+	Batch bool
 }
+
+// MaxBatchBytes bounds a batched frame (Options.Batch).
+const MaxBatchBytes = 64 << 10
 
 // Defaults fills zero fields.
 func (o Options) Defaults() Options {
@@ -426,13 +433,12 @@ func (c *Client) flush() {
 		return
 	}
 	limit := uint64(c.opts.Credits)
+	if c.opts.Batch {
+		// One frame at a time: what queues up meanwhile goes in the next.
+		limit = 1
+	}
 	for c.head < len(c.queue) && c.handed-c.sent < limit {
-		it := c.queue[c.head]
-		c.queue[c.head] = item{}
-		c.head++
-		c.queued -= len(it.data)
-		c.mainBytes -= len(it.data)
-		if err := c.sink.Send(it.data); err != nil {
+		if err := c.sink.Send(c.next()); err != nil {
 			return // the connection is closing; Disconnected follows
 		}
 		c.handed++
@@ -447,6 +453,41 @@ func (c *Client) flush() {
 		clear(c.queue[n:])
 		c.queue, c.head = c.queue[:n], 0
 	}
+}
+
+// take removes the queue's first frame. c.mu is held.
+func (c *Client) take() []byte {
+	data := c.queue[c.head].data
+	c.queue[c.head] = item{}
+	c.head++
+	c.queued -= len(data)
+	c.mainBytes -= len(data)
+	return data
+}
+
+// next takes the next frame to hand the sink off the queue: the first
+// queued frame, or in batch mode as many as fit in MaxBatchBytes, joined
+// by newlines (frames hold no newline: see EventFrame). c.mu is held.
+func (c *Client) next() []byte {
+	first := c.take()
+	if !c.opts.Batch {
+		return first
+	}
+	n, end := len(first), c.head
+	for end < len(c.queue) && n+1+len(c.queue[end].data) <= MaxBatchBytes {
+		n += 1 + len(c.queue[end].data)
+		end++
+	}
+	if end == c.head {
+		return first
+	}
+	b := make([]byte, 0, n)
+	b = append(b, first...)
+	for c.head < end {
+		b = append(b, '\n')
+		b = append(b, c.take()...)
+	}
+	return b
 }
 
 // checkOverflow ends the client as a slow consumer when its queue is over

@@ -206,7 +206,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Info("slow consumer disconnected", "remote", a.Peer.String(), "resume_from_seq", resume)
 	}
-	c := client.New(spec, s.clientOpts)
+	opts := s.clientOpts
+	opts.Batch = a.Query.Batch
+	c := client.New(spec, opts)
 	s.clients.Store(c, a)
 	defer s.clients.Delete(c)
 	// A tokens file reloaded since admission may have revoked the token:

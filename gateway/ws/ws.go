@@ -66,7 +66,10 @@ type Transport struct {
 	m     *melody.Melody
 }
 
-const keyClient = "client"
+const (
+	keyClient = "client"
+	keyConn   = "conn"
+)
 
 // New makes the transport.
 func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
@@ -83,7 +86,7 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	m.Upgrader.WriteBufferPool = &sync.Pool{}
 	m.HandleConnect(func(s *melody.Session) {
 		c := sessionClient(s)
-		c.Attach(sink{s})
+		c.Attach(sink{s, sessionConn(s)})
 		if hooks.Connected != nil {
 			hooks.Connected(c)
 		}
@@ -96,6 +99,7 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 		}
 	})
 	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
+		sessionConn(s).written()
 		sessionClient(s).Sent()
 		if hooks.Written != nil {
 			hooks.Written(len(msg))
@@ -103,6 +107,9 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	})
 	m.HandleError(func(s *melody.Session, err error) {
 		if errors.Is(err, melody.ErrMessageBufferFull) {
+			if k := sessionConn(s); k.sending.Load() {
+				k.written() // never will be
+			}
 			t.log.Error("melody buffer full: a frame was dropped", "remote", s.Request.RemoteAddr)
 			return
 		}
@@ -118,7 +125,8 @@ func (t *Transport) Credits() int { return t.opts.Buffer - 2 }
 // Serve upgrades the request and serves c on it until the connection
 // ends.
 func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Client) error {
-	return t.m.HandleRequestWithKeys(w, r, map[string]any{keyClient: c})
+	k := &conn{}
+	return t.m.HandleRequestWithKeys(hijacker{w, k}, r, map[string]any{keyClient: c, keyConn: k})
 }
 
 // Abort closes every connection at once (a shutdown past its deadline).
@@ -134,10 +142,26 @@ func sessionClient(s *melody.Session) *client.Client {
 	return s.MustGet(keyClient).(*client.Client)
 }
 
-// sink is a melody session as a client's Sink.
-type sink struct{ s *melody.Session }
+func sessionConn(s *melody.Session) *conn {
+	return s.MustGet(keyConn).(*conn)
+}
 
-func (k sink) Send(frame []byte) error { return k.s.Write(frame) }
+// sink is a melody session as a client's Sink.
+type sink struct {
+	s *melody.Session
+	k *conn
+}
+
+func (k sink) Send(frame []byte) error {
+	k.k.handed()
+	k.k.sending.Store(true)
+	err := k.s.Write(frame)
+	k.k.sending.Store(false)
+	if err != nil {
+		k.k.written() // never will be
+	}
+	return err
+}
 
 func (k sink) Close(code int, reason string) error {
 	return k.s.CloseWithMsg(melody.FormatCloseMessage(code, reason))

@@ -1,0 +1,169 @@
+package ws
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// corkBytes bounds the bytes a connection holds back for one write.
+const corkBytes = 64 << 10
+
+// deadlineSlack is how far the socket's write deadline may lag behind the
+// one asked for before it is set again: melody asks for a new one before
+// every frame, which costs a timer update each time.
+const deadlineSlack = time.Second
+
+var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBytes); return &b }}
+
+// conn is the network connection under one WebSocket. While more frames
+// are waiting in melody's session buffer (queued > 1: the one being
+// written and others), what gorilla writes is held back and goes out in
+// one write with the last of them (or when corkBytes are held): a client
+// with a backlog costs one system call per 64 KiB, not one per frame. The
+// write deadline is set on the socket only when it moved by more than
+// deadlineSlack. gorilla serialises its writes; mu guards against the
+// rest (Close).
+type conn struct {
+	net.Conn
+	// queued counts the text frames handed to melody and not yet
+	// reported written.
+	queued atomic.Int64
+	// sending is set while a frame is handed to melody, so that a frame
+	// melody drops (its buffer full) is taken off queued.
+	sending atomic.Bool
+
+	mu       sync.Mutex
+	buf      *[]byte   // held back bytes; nil when none
+	want     time.Time // the write deadline gorilla asked for
+	deadline time.Time // the one set on the socket
+	err      error
+}
+
+// handed counts a frame handed to melody; dropped takes it back.
+func (k *conn) handed()  { k.queued.Add(1) }
+func (k *conn) written() { k.queued.Add(-1) }
+
+// SetWriteDeadline records the deadline; writes apply it.
+func (k *conn) SetWriteDeadline(t time.Time) error {
+	k.mu.Lock()
+	k.want = t
+	k.mu.Unlock()
+	return nil
+}
+
+// SetDeadline sets both deadlines.
+func (k *conn) SetDeadline(t time.Time) error {
+	if err := k.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return k.Conn.SetReadDeadline(t)
+}
+
+func (k *conn) Write(p []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err != nil {
+		return 0, k.err
+	}
+	more := k.queued.Load() > 1
+	if k.buf != nil && len(*k.buf)+len(p) > corkBytes {
+		if err := k.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	if more && len(p) < corkBytes {
+		if k.buf == nil {
+			k.buf = corkPool.Get().(*[]byte)
+		}
+		*k.buf = append(*k.buf, p...)
+		return len(p), nil
+	}
+	if k.buf != nil {
+		*k.buf = append(*k.buf, p...)
+		if err := k.flushLocked(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if err := k.applyDeadline(); err != nil {
+		return 0, err
+	}
+	n, err := k.Conn.Write(p)
+	if err != nil {
+		k.err = err
+	}
+	return n, err
+}
+
+// flushLocked writes what is held back. k.mu is held.
+func (k *conn) flushLocked() error {
+	b := k.buf
+	k.buf = nil
+	defer func() {
+		*b = (*b)[:0]
+		corkPool.Put(b)
+	}()
+	if err := k.applyDeadline(); err != nil {
+		return err
+	}
+	if _, err := k.Conn.Write(*b); err != nil {
+		k.err = err
+		return err
+	}
+	return nil
+}
+
+func (k *conn) applyDeadline() error {
+	w, d := k.want, k.deadline
+	if w.IsZero() == d.IsZero() && w.Sub(d).Abs() <= deadlineSlack {
+		return nil
+	}
+	if err := k.Conn.SetWriteDeadline(w); err != nil {
+		k.err = err
+		return err
+	}
+	k.deadline = w
+	return nil
+}
+
+// Close closes the connection; what is held back is dropped.
+func (k *conn) Close() error {
+	k.mu.Lock()
+	if k.buf != nil {
+		*k.buf = (*k.buf)[:0]
+		corkPool.Put(k.buf)
+		k.buf = nil
+	}
+	if k.err == nil {
+		k.err = net.ErrClosed
+	}
+	k.mu.Unlock()
+	return k.Conn.Close()
+}
+
+// hijacker hands gorilla the connection wrapped in k when it hijacks the
+// request's.
+type hijacker struct {
+	http.ResponseWriter
+	k *conn
+}
+
+var errNoHijack = errors.New("the response cannot be hijacked")
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := h.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errNoHijack
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.k.Conn = nc
+	return h.k, brw, nil
+}
