@@ -27,7 +27,7 @@ func (r *rawSink) Send(b []byte) error {
 	return nil
 }
 func (r *rawSink) Close(code int, _ string) error { r.closing = code; return nil }
-func (r *rawSink) Abort()                          {}
+func (r *rawSink) Abort()                         {}
 
 // drain reports every frame handed so far written, one by one (each Sent
 // may hand the next frame at once).

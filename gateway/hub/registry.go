@@ -80,18 +80,13 @@ func (h *Hub) removeLocked(c *client.Client) {
 	}
 }
 
-// fanout offers an event to every client that wants it; the frame is
-// built once. h.mu is held.
-func (h *Hub) fanout(seq uint64, subj string, data []byte, ev *event.Event) {
-	var frame []byte
+// fanout offers an event's frame (built once, shared) to every client
+// that wants it. h.mu is held.
+func (h *Hub) fanout(seq uint64, subj string, frame []byte, ev *event.Event) {
 	h.index.Match(subj, func(c *client.Client) {
-		if !c.Wants(subj, ev) {
-			return
+		if c.Wants(subj, ev) {
+			c.Live(seq, frame)
 		}
-		if frame == nil {
-			frame = client.EventFrame(seq, subj, data)
-		}
-		c.Live(seq, frame)
 	})
 }
 
@@ -107,6 +102,7 @@ func (h *Hub) resetLocked(epoch string, lastSeq uint64) {
 	}
 	h.lastSeq, h.epoch = lastSeq, epoch
 	h.pos.Store(lastSeq)
+	h.recent.reset(epoch, h.RecentKept)
 	h.times.reset()
 	h.invalid.reset()
 }

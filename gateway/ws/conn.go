@@ -26,8 +26,8 @@ var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBytes); retu
 // one write with the last of them (or when corkBytes are held): a client
 // with a backlog costs one system call per 64 KiB, not one per frame. The
 // write deadline is set on the socket only when it moved by more than
-// deadlineSlack. gorilla serialises its writes; mu guards against the
-// rest (Close).
+// deadlineSlack. gorilla serialises its writes; mu guards the buffer
+// and the deadlines all the same (SetWriteDeadline comes from melody).
 type conn struct {
 	net.Conn
 	// queued counts the text frames handed to melody and not yet
@@ -131,20 +131,9 @@ func (k *conn) applyDeadline() error {
 	return nil
 }
 
-// Close closes the connection; what is held back is dropped.
-func (k *conn) Close() error {
-	k.mu.Lock()
-	if k.buf != nil {
-		*k.buf = (*k.buf)[:0]
-		corkPool.Put(k.buf)
-		k.buf = nil
-	}
-	if k.err == nil {
-		k.err = net.ErrClosed
-	}
-	k.mu.Unlock()
-	return k.Conn.Close()
-}
+// Close closes the connection at once, also under a write that is stuck
+// (an abort); what is held back is dropped.
+func (k *conn) Close() error { return k.Conn.Close() }
 
 // hijacker hands gorilla the connection wrapped in k when it hijacks the
 // request's.
