@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dockcast/dockcast/gateway/auth"
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
@@ -132,7 +133,9 @@ func (r *Replayer) fromRecent(ctx context.Context, st *state) error {
 		r.metrics.ReplayTurns.Inc()
 	}
 	for _, m := range msgs {
-		if !st.c.Wants(m.Subject, m.Event) {
+		// The ring holds every subject: the client's subjects (narrowed to
+		// its token) select as its consumer's filter would.
+		if !auth.Matches(st.c.Spec.Subjects, m.Subject) || !st.c.Wants(m.Subject, m.Event) {
 			continue
 		}
 		if !st.c.Replay(m.Seq, m.Frame) {
