@@ -161,6 +161,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) er
 	log.Info("gateway shutting down", "clients", srv.Clients())
 	sctx, scancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer scancel()
+	srv.Drain() // streaming responses (/sse, /events) end before the HTTP servers wait for them
 	for _, hs := range servers {
 		if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("http shutdown", "err", err)

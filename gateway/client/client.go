@@ -27,11 +27,19 @@ type Options struct {
 	// CloseTimeout is how long a close may take before the connection is
 	// aborted under it (default 5s).
 	CloseTimeout time.Duration
+	// BookmarkInterval is how long a live client may go without being
+	// handed a frame before it gets {"type":"bookmark","seq":N} (default
+	// DefaultBookmarkInterval; negative: never, for transports without
+	// bookmarks such as Docker's /events).
+	BookmarkInterval time.Duration
 	// Batch (the batch=1 parameter) hands the sink one frame at a time,
 	// made of every frame queued when the previous one was written,
 	// newline-separated, up to MaxBatchBytes (a larger frame goes alone).
 	Batch bool
 }
+
+// DefaultBookmarkInterval is the contract's 30 s of silence before a bookmark.
+const DefaultBookmarkInterval = 30 * time.Second
 
 // MaxBatchBytes bounds a batched frame (Options.Batch).
 const MaxBatchBytes = 64 << 10
@@ -46,6 +54,9 @@ func (o Options) Defaults() Options {
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second
+	}
+	if o.BookmarkInterval == 0 {
+		o.BookmarkInterval = DefaultBookmarkInterval
 	}
 	return o
 }
@@ -141,6 +152,8 @@ type Client struct {
 	room       chan struct{}
 	done       chan struct{}
 	timer      *time.Timer
+	lastHand   time.Time   // live: when a frame was last handed to the sink
+	bookmark   *time.Timer // live: fires when the client may be idle
 }
 
 // New makes a client.
@@ -210,6 +223,7 @@ func (c *Client) JoinLive(statuses [][]byte, seq uint64, epoch string, feed *Pos
 	c.push(item{data: LiveFrame(seq, epoch)})
 	c.flush()
 	c.checkOverflow()
+	c.armBookmark()
 	return !c.closed
 }
 
@@ -348,6 +362,7 @@ func (c *Client) GoLive(seq uint64) {
 	c.phase = live
 	c.flush()
 	slow := c.checkOverflow()
+	c.armBookmark()
 	c.mu.Unlock()
 	if slow != nil {
 		slow()
@@ -402,6 +417,7 @@ func (c *Client) Disconnected() {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.stopBookmark()
 }
 
 // Checked is the highest sequence the client's filter has been checked
@@ -436,6 +452,9 @@ func (c *Client) flush() {
 	if c.opts.Batch {
 		// One frame at a time: what queues up meanwhile goes in the next.
 		limit = 1
+	}
+	if c.head < len(c.queue) && c.handed-c.sent < limit && c.bookmark != nil {
+		c.lastHand = time.Now()
 	}
 	for c.head < len(c.queue) && c.handed-c.sent < limit {
 		if err := c.sink.Send(c.next()); err != nil {
@@ -570,6 +589,7 @@ func (c *Client) endLocked(code Code, reason string) {
 	c.closed, c.end = true, e
 	close(c.done)
 	c.drop()
+	c.stopBookmark()
 	if c.sink != nil {
 		c.sendEnd()
 	}
@@ -591,4 +611,43 @@ func (c *Client) sendEnd() {
 
 func (c *Client) drop() {
 	c.queue, c.head, c.pending, c.queued, c.mainBytes = nil, 0, nil, 0, 0
+}
+
+// armBookmark starts the bookmark timer of a client that went live.
+// c.mu is held.
+func (c *Client) armBookmark() {
+	if c.closed || c.opts.BookmarkInterval < 0 || c.bookmark != nil {
+		return
+	}
+	c.lastHand = time.Now()
+	c.bookmark = time.AfterFunc(c.opts.BookmarkInterval, c.idle)
+}
+
+func (c *Client) stopBookmark() {
+	if c.bookmark != nil {
+		c.bookmark.Stop()
+	}
+}
+
+// idle runs when the client may have been handed nothing for
+// BookmarkInterval: if so, and nothing waits for it, it queues
+// {"type":"bookmark","seq":N} with N = Checked; then it waits again.
+func (c *Client) idle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	wait := c.opts.BookmarkInterval - time.Since(c.lastHand)
+	if wait <= 0 {
+		wait = c.opts.BookmarkInterval
+		if c.head == len(c.queue) && c.phase == live {
+			if n := c.checkedLocked(); n > 0 {
+				c.push(item{data: BookmarkFrame(n)})
+				c.flush()
+				c.lastHand = time.Now()
+			}
+		}
+	}
+	c.bookmark.Reset(wait)
 }

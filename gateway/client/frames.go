@@ -75,6 +75,11 @@ func LiveFrame(seq uint64, epoch string) []byte {
 	return append(b, `"}`...)
 }
 
+// BookmarkFrame builds {"type":"bookmark","seq":N}.
+func BookmarkFrame(seq uint64) []byte {
+	return append(strconv.AppendUint([]byte(`{"type":"bookmark","seq":`), seq, 10), '}')
+}
+
 // GapSeqFrame builds {"type":"gap","requested_seq":N,"first_seq":M}.
 func GapSeqFrame(requested, first uint64) []byte {
 	return mustJSON(struct {

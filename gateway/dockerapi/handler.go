@@ -225,6 +225,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 	defer cur.Close()
 	rc := http.NewResponseController(w)
+	// The server's read timeout would end the request's context (its
+	// background read fails) in the middle of a long follow.
+	_ = rc.SetReadDeadline(time.Time{})
 	// A fresh deadline for the server's own end of the response.
 	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)) }()
 	w.Header().Set("Content-Type", "application/json")

@@ -61,12 +61,18 @@ type Refusal struct {
 // (503), and the per-address and global connection limits (429, 503). Any
 // transport serves what it returns.
 func (s *Server) Admit(r *http.Request) (*Admitted, *Refusal) {
-	now := time.Now()
-	peer := PeerOf(r.RemoteAddr, r.Header, s.cfg.Proxies)
-	q, err := ParseQuery(r.URL.Query(), now)
+	q, err := ParseQuery(r.URL.Query(), time.Now())
 	if err != nil {
 		return nil, &Refusal{Status: http.StatusBadRequest, Reason: err.Error()}
 	}
+	return s.AdmitQuery(r, q)
+}
+
+// AdmitQuery is Admit for a query the transport parsed itself (/sse's
+// resume point, Docker's /events arguments): everything after the query.
+func (s *Server) AdmitQuery(r *http.Request, q Query) (*Admitted, *Refusal) {
+	now := time.Now()
+	peer := PeerOf(r.RemoteAddr, r.Header, s.cfg.Proxies)
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if !s.originAllowed(r) {
 			return nil, &Refusal{Status: http.StatusForbidden, Auth: "origin",

@@ -31,6 +31,7 @@ import (
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
+	"github.com/dockcast/dockcast/gateway/sse"
 	"github.com/dockcast/dockcast/gateway/web"
 	"github.com/dockcast/dockcast/gateway/ws"
 )
@@ -47,6 +48,8 @@ const (
 // Options tune the server; zero values take the defaults.
 type Options struct {
 	WS ws.Options
+	// SSE tunes /sse (its KeepAlive is the comment interval).
+	SSE sse.Options
 	// Client sizes each client's queue; its Credits follow WS.
 	Client client.Options
 	// AuthLimit bounds failed token checks per address.
@@ -71,6 +74,7 @@ type Server struct {
 	clientOpts client.Options
 	mux        *http.ServeMux
 	ws         *ws.Transport
+	sse        *sse.Transport
 	tokens     atomic.Pointer[auth.Tokens]
 	perAddr    *perAddr
 	authLimit  *authLimiter
@@ -97,12 +101,19 @@ func NewServer(log *slog.Logger, cfg config.Config, deps Deps) *Server {
 			deps.Metrics.BytesSent.Add(float64(n))
 		}
 	}})
+	s.sse = sse.NewTransport(log, o.SSE, sse.Hooks{Connected: s.connected, Disconnected: s.disconnected, Written: func(frames, n int) {
+		if deps.Metrics != nil {
+			deps.Metrics.MessagesSent.Add(float64(frames))
+			deps.Metrics.BytesSent.Add(float64(n))
+		}
+	}})
 	s.clientOpts = o.Client
 	s.clientOpts.Credits = s.ws.Credits()
 	s.clientOpts = s.clientOpts.Defaults()
 
 	s.mux.Handle("GET /", web.Handler())
 	s.mux.HandleFunc("GET /ws", s.serveWS)
+	s.mux.HandleFunc("GET /sse", s.serveSSE)
 	s.health(s.mux)
 	if deps.Metrics != nil && cfg.AdminAddr == "" {
 		s.mux.Handle("GET /metrics", deps.Metrics.Handler())
@@ -200,12 +211,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	spec := a.Spec
-	spec.OnSlow = func(resume uint64) {
-		if s.deps.Metrics != nil {
-			s.deps.Metrics.SlowConsumers.Inc()
-		}
-		s.log.Info("slow consumer disconnected", "remote", a.Peer.String(), "resume_from_seq", resume)
-	}
+	spec.OnSlow = s.onSlow(a)
 	opts := s.clientOpts
 	opts.Batch = a.Query.Batch
 	c := client.New(spec, opts)
@@ -302,14 +308,21 @@ func (s *Server) ReloadTokens() error {
 	return nil
 }
 
-// Shutdown refuses new clients, sends every client a 1001 close and waits
-// until they are gone or ctx ends; then it closes what is left.
-func (s *Server) Shutdown(ctx context.Context) {
+// Drain refuses new clients and ends every client (a 1001 close; the end
+// of an /sse or /events response), without waiting: call it before the
+// http.Server's Shutdown, which waits for responses still streaming.
+func (s *Server) Drain() {
 	s.closing.Store(true)
 	s.clients.Range(func(k, _ any) bool {
 		k.(*client.Client).End(client.Shutdown, "gateway shutting down")
 		return true
 	})
+}
+
+// Shutdown refuses new clients, sends every client a 1001 close and waits
+// until they are gone or ctx ends; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.Drain()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

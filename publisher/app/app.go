@@ -75,6 +75,13 @@ type App struct {
 	// Listening, if set, is called with the HTTP server's address.
 	Listening func(addr string)
 
+	// Edge mode: HubWait bounds the wait for the leaf link at start
+	// (DefaultHubWait), HubReconnect is the leaf's wait between attempts to
+	// reach the hub (1 s), CentreEvery how often the node's source in the
+	// central stream is checked (DefaultCentreEvery), LagEvery how often
+	// the sourcing lag is read (DefaultLagEvery).
+	HubWait, HubReconnect, CentreEvery, LagEvery time.Duration
+
 	Metrics *metrics.Metrics // set by Run
 	Queue   *queue.Queue     // set by Run: the queue the Docker reader fills
 
@@ -84,18 +91,12 @@ type App struct {
 	nodeName                  atomic.Value // string
 }
 
-// ErrEdgeMode is returned for PUBLISHER_HUB until edge mode is built.
-var ErrEdgeMode = errors.New("PUBLISHER_HUB is set, but edge mode is not available in this build of the publisher: unset it to publish directly to NATS_URL")
-
 // Run runs the publisher until ctx ends, then shuts down gracefully: it
 // stops reading Docker, drains the queue (at most DrainTimeout), marks the
 // node stopped in DOCKER_STATUS (releasing its lease), and closes NATS and
 // the embedded server.
 func (a *App) Run(ctx context.Context) error {
 	cfg := a.Config
-	if cfg.Edge() {
-		return ErrEdgeMode
-	}
 	if a.Getenv == nil {
 		a.Getenv = func(string) string { return "" }
 	}
@@ -107,10 +108,24 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 	defer cli.Close()
+	a.Queue = queue.New(int64(cfg.QueueMaxBytes))
+	a.Metrics = metrics.New(a.Queue)
 
-	// The embedded server starts first and stops last.
-	natsURL := cfg.NATSURL
-	if cfg.Embedded() {
+	// The embedded server starts first and stops last. In edge mode its
+	// JetStream domain is the node, so the node comes first.
+	natsURL, node := cfg.NATSURL, ""
+	var leaf *embedded.Server
+	switch {
+	case cfg.Edge():
+		if node, err = a.node(ctx, cli); err != nil {
+			return nil // ctx ended
+		}
+		if leaf, err = a.startEdgeServer(node); err != nil {
+			return err
+		}
+		defer leaf.Shutdown()
+		natsURL, a.maxBatch = leaf.ClientURL(), leaf.MaxBatch()
+	case cfg.Embedded():
 		host, port, _ := config.SplitHostPort(cfg.EmbeddedNATS)
 		ns, err := embedded.Start(embedded.Options{Host: host, Port: port, StoreDir: cfg.DataDir, Sync: cfg.SyncInterval(), Logger: a.Log})
 		if err != nil {
@@ -121,8 +136,6 @@ func (a *App) Run(ctx context.Context) error {
 		a.Log.Info("embedded nats server running", "url", natsURL, "data_dir", cfg.DataDir, "sync", cfg.EmbeddedSync)
 	}
 
-	a.Queue = queue.New(int64(cfg.QueueMaxBytes))
-	a.Metrics = metrics.New(a.Queue)
 	nc, err := a.connect(natsURL)
 	if err != nil {
 		return err
@@ -144,28 +157,46 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	st, kv, err := a.setupStream(ctx, js)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+	var out sink
+	var key *statuskv.Key
+	if cfg.Edge() {
+		a.nodeName.Store(node)
+		e, k, err := a.setupEdge(ctx, leaf, nc, js, node)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
-		return err
-	}
-	node, err := a.node(ctx, cli)
-	if err != nil {
-		return nil // ctx ended
-	}
-	a.nodeName.Store(node)
-	key := &statuskv.Key{KV: kv, Node: node, Log: a.Log.With("component", "status"), Renew: a.StatusRenew}
-	starting := status.Status{Docker: status.Disconnected, Error: "publisher starting", Since: time.Now().UTC()}
-	if err := key.Acquire(ctx, starting); err != nil {
-		if ctx.Err() != nil {
-			return nil
+		out, key = e.sink(), k
+	} else {
+		st, kv, err := a.setupStream(ctx, js)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
-		return err
+		if node, err = a.node(ctx, cli); err != nil {
+			return nil // ctx ended
+		}
+		a.nodeName.Store(node)
+		key = &statuskv.Key{KV: kv, Node: node, Log: a.Log.With("component", "status"), Renew: a.StatusRenew}
+		starting := status.Status{Docker: status.Disconnected, Error: "publisher starting", Since: time.Now().UTC()}
+		if err := key.Acquire(ctx, starting); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		a.Log.Info("node lease taken", "node", node, "holder", key.Holder)
+		want := a.streamConfig()
+		out = sink{name: cfg.Stream, current: func() jetstream.Stream { return st }, missing: func(ctx context.Context) error {
+			_, err := natsutil.EnsureSharedStream(ctx, js, want, cfg.Explicit(), a.Log)
+			return err
+		}}
 	}
-	a.Log.Info("node lease taken", "node", node, "holder", key.Holder)
-	return a.runStages(ctx, cli, js, st, key, node, nc)
+	return a.runStages(ctx, cli, out, key, node, nc)
 }
 
 // runStages runs the publisher's stages under one errgroup: the Docker
@@ -174,8 +205,7 @@ func (a *App) Run(ctx context.Context) error {
 // writes the node's "stopped" status last. A stage that fails (the lease
 // taken by another publisher, a failing enrichment stage) stops all of
 // them at once and is Run's error.
-func (a *App) runStages(ctx context.Context, cli *client.Client, js jetstream.JetStream, st jetstream.Stream,
-	key *statuskv.Key, node string, nc *nats.Conn) error {
+func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *statuskv.Key, node string, nc *nats.Conn) error {
 	cfg, log := a.Config, a.Log
 	readCtx, stopRead := context.WithCancel(ctx)
 	defer stopRead()
@@ -199,21 +229,23 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, js jetstream.Je
 	if len(a.Stages) > 0 {
 		writeQueue = queue.New(int64(cfg.QueueMaxBytes) / 8)
 	}
-	want := a.streamConfig()
 	writer := &stream.Writer{
-		Conn: nc, Stream: cfg.Stream, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
+		Conn: nc, Stream: out.name, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
 		AckTimeout: a.AckTimeout, Stored: a.Stored, MaxBatch: a.maxBatch,
-		StreamMissing: func(ctx context.Context) error {
-			_, err := natsutil.EnsureSharedStream(ctx, js, want, cfg.Explicit(), log)
-			return err
-		},
+	}
+	writer.StreamMissing = func(ctx context.Context) error {
+		err := out.missing(ctx)
+		if err == nil && out.renamed != nil {
+			writer.Stream = out.renamed() // on the writer's goroutine, which calls StreamMissing
+		}
+		return err
 	}
 	a.writer.Store(writer)
 	watcher := &docker.Watcher{
 		Client: cli, Node: node, Filter: cfg.EngineFilter(), Queue: a.Queue, Metrics: a.Metrics,
 		Log: log.With("component", "docker"),
 		Resume: func(ctx context.Context, node string, window time.Duration, atLeast int) ([]event.Event, error) {
-			return history.Recent(ctx, st, node, window, atLeast)
+			return history.Recent(ctx, out.current(), node, window, atLeast)
 		},
 		Status: func(s status.Status) {
 			a.dockerUp.Store(s.Docker == status.Connected)
@@ -257,6 +289,14 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, js jetstream.Je
 		return err
 	})
 	g.Go(func() error { // 4. the node's status and lease, until the writer is done
+		if key.KV == nil { // edge mode, the centre out of reach at start
+			kv, err := out.bucket(statusCtx)
+			if err != nil {
+				return nil // stopped before the centre answered
+			}
+			key.KV = kv
+			log.Info("node lease: central status bucket reachable", "node", node, "holder", key.Holder)
+		}
 		if err := key.Run(statusCtx); err != nil {
 			fail(err)
 			return err
@@ -275,6 +315,12 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, js jetstream.Je
 		}
 		return nil
 	})
+	if out.upkeep != nil {
+		g.Go(func() error { // 6. edge mode: the centre's side, until the writer is done
+			out.upkeep(statusCtx)
+			return nil
+		})
+	}
 	err := g.Wait()
 	failMu.Lock()
 	defer failMu.Unlock()

@@ -27,6 +27,11 @@ type Metrics struct {
 	Gaps            prometheus.Counter
 	QueueOverflows  prometheus.Counter
 	Reconnects      *prometheus.CounterVec
+	// Edge mode: SourceLag is, per node, how many messages of the node's
+	// local stream the central stream has not copied yet; LeafConnected is
+	// 1 while the leaf link to the hub is up.
+	SourceLag     *prometheus.GaugeVec
+	LeafConnected prometheus.Gauge
 
 	lastEvent atomic.Int64 // unix nanos of the last engine event received
 }
@@ -63,12 +68,19 @@ func New(q Queue) *Metrics {
 	}, []string{"target"})
 	m.Reconnects.WithLabelValues("docker")
 	m.Reconnects.WithLabelValues("nats")
+	m.SourceLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "source_lag",
+		Help: "Edge mode: messages of the node's local stream the central stream has not copied yet (from the central stream's source info; while the hub is out of reach, counted from its last answer).",
+	}, []string{"node"})
+	m.LeafConnected = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "leaf_connected", Help: "Edge mode: 1 while the leaf-node link to the hub is up.",
+	})
 	depth, size := func() float64 { return 0 }, func() float64 { return 0 }
 	if q != nil {
 		depth, size = func() float64 { return float64(q.Len()) }, func() float64 { return float64(q.Bytes()) }
 	}
 	m.Registry.MustRegister(
-		m.EventsReceived, m.EventsPublished, m.Duplicates, m.PublishErrors, m.Batches, m.Settled, m.Lost, m.Gaps, m.QueueOverflows, m.Reconnects,
+		m.EventsReceived, m.EventsPublished, m.Duplicates, m.PublishErrors, m.Batches, m.Settled, m.Lost, m.Gaps, m.QueueOverflows, m.Reconnects, m.SourceLag, m.LeafConnected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "queue_depth", Help: "Events waiting in the queue to be published.",
 		}, depth),
