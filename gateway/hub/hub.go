@@ -44,8 +44,9 @@ type Hub struct {
 	started bool // lastSeq and epoch are known
 	lastSeq uint64
 	epoch   string // the stream's incarnation (client.EpochOf its creation time)
-	index   *gsl.GenericSublist[*client.Client]
-	clients map[*client.Client]struct{}
+	index   *gsl.GenericSublist[*group] // groups by their subjects
+	groups  map[string]*group           // by groupKey
+	clients map[*client.Client]*group
 	status  statusBoard // guarded by mu
 	pos     client.Position
 
@@ -66,7 +67,7 @@ func New(js jetstream.JetStream, stream string, log *slog.Logger, m *metrics.Met
 	return &Hub{
 		CheckInterval: 2 * time.Second, RetryWait: time.Second, MaxRetryWait: 5 * time.Second, RecentKept: DefaultRecentKept,
 		js: js, stream: stream, log: log, metrics: m,
-		index: gsl.NewSublist[*client.Client](), clients: map[*client.Client]struct{}{},
+		index: gsl.NewSublist[*group](), groups: map[string]*group{}, clients: map[*client.Client]*group{},
 		status:   newStatusBoard(),
 		invalid:  invalidLog{log: log, metrics: m},
 		checkNow: make(chan struct{}, 1), watchNow: make(chan struct{}, 1),

@@ -62,29 +62,44 @@ func (h *Hub) addLocked(c *client.Client) {
 	if _, ok := h.clients[c]; ok {
 		return
 	}
-	h.clients[c] = struct{}{}
-	for _, s := range c.Spec.Subjects {
-		if err := h.index.Insert(s, c); err != nil {
-			h.log.Error("index client subject", "subject", s, "err", err)
+	key := groupKey(c)
+	g := h.groups[key]
+	if g == nil {
+		g = &group{key: key, pos: map[*client.Client]int{}}
+		h.groups[key] = g
+		for _, s := range c.Spec.Subjects {
+			if err := h.index.Insert(s, g); err != nil {
+				h.log.Error("index client subject", "subject", s, "err", err)
+			}
+		}
+	}
+	g.add(c)
+	h.clients[c] = g
+}
+
+func (h *Hub) removeLocked(c *client.Client) {
+	g, ok := h.clients[c]
+	if !ok {
+		return
+	}
+	delete(h.clients, c)
+	if g.remove(c) {
+		delete(h.groups, g.key)
+		for _, s := range c.Spec.Subjects {
+			_ = h.index.Remove(s, g)
 		}
 	}
 }
 
-func (h *Hub) removeLocked(c *client.Client) {
-	if _, ok := h.clients[c]; !ok {
-		return
-	}
-	delete(h.clients, c)
-	for _, s := range c.Spec.Subjects {
-		_ = h.index.Remove(s, c)
-	}
-}
-
 // fanout offers an event's frame (built once, shared) to every client
-// that wants it. h.mu is held.
+// that wants it, deciding once per group of clients with the same filter.
+// h.mu is held.
 func (h *Hub) fanout(seq uint64, subj string, frame []byte, ev *event.Event) {
-	h.index.Match(subj, func(c *client.Client) {
-		if c.Wants(subj, ev) {
+	h.index.Match(subj, func(g *group) {
+		if len(g.members) == 0 || !g.members[0].Wants(subj, ev) {
+			return
+		}
+		for _, c := range g.members {
 			c.Live(seq, frame)
 		}
 	})

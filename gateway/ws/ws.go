@@ -66,10 +66,15 @@ type Transport struct {
 	m     *melody.Melody
 }
 
-const (
-	keyClient = "client"
-	keyConn   = "conn"
-)
+// keyBinding is the session key of a connection's *binding.
+const keyBinding = "dockcast"
+
+// binding is what a session serves: its client and the connection under
+// it (one key: a session's keys are looked up for every frame written).
+type binding struct {
+	c *client.Client
+	k *conn
+}
 
 // New makes the transport.
 func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
@@ -99,8 +104,9 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 		}
 	})
 	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
-		sessionConn(s).written()
-		sessionClient(s).Sent()
+		b := sessionBinding(s)
+		b.k.written()
+		b.c.Sent()
 		if hooks.Written != nil {
 			hooks.Written(len(msg))
 		}
@@ -126,7 +132,7 @@ func (t *Transport) Credits() int { return t.opts.Buffer - 2 }
 // ends.
 func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Client) error {
 	k := &conn{}
-	return t.m.HandleRequestWithKeys(hijacker{w, k}, r, map[string]any{keyClient: c, keyConn: k})
+	return t.m.HandleRequestWithKeys(hijacker{w, k}, r, map[string]any{keyBinding: &binding{c, k}})
 }
 
 // Abort closes every connection at once (a shutdown past its deadline).
@@ -138,13 +144,13 @@ func (t *Transport) Abort() {
 	}
 }
 
-func sessionClient(s *melody.Session) *client.Client {
-	return s.MustGet(keyClient).(*client.Client)
+func sessionBinding(s *melody.Session) *binding {
+	return s.MustGet(keyBinding).(*binding)
 }
 
-func sessionConn(s *melody.Session) *conn {
-	return s.MustGet(keyConn).(*conn)
-}
+func sessionClient(s *melody.Session) *client.Client { return sessionBinding(s).c }
+
+func sessionConn(s *melody.Session) *conn { return sessionBinding(s).k }
 
 // sink is a melody session as a client's Sink.
 type sink struct {
