@@ -43,7 +43,7 @@ type Hub struct {
 	mu      sync.Mutex
 	started bool // lastSeq and epoch are known
 	lastSeq uint64
-	epoch   string // the stream's incarnation (client.EpochOf its creation time)
+	epoch   string                      // the stream's incarnation (client.EpochOf its creation time)
 	index   *gsl.GenericSublist[*group] // groups by their subjects
 	groups  map[string]*group           // by groupKey
 	clients map[*client.Client]*group
