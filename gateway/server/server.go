@@ -207,23 +207,27 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, ref)
 		return
 	}
-	defer a.Release()
 	s.wg.Add(1)
-	defer s.wg.Done()
 	spec := a.Spec
 	spec.OnSlow = s.onSlow(a)
 	opts := s.clientOpts
 	opts.Batch = a.Query.Batch
 	c := client.New(spec, opts)
 	s.clients.Store(c, a)
-	defer s.clients.Delete(c)
+	// The connection outlives this handler (ws.Serve): ended releases it.
+	ended := func() {
+		s.clients.Delete(c)
+		s.wg.Done()
+		a.Release()
+	}
 	// A tokens file reloaded since admission may have revoked the token:
 	// ReloadTokens did not see this client yet.
 	if cur := s.tokens.Load(); cur != a.tokens && !s.stillGranted(cur, c) {
 		s.refuse(w, r, &Refusal{Status: http.StatusUnauthorized, Auth: "invalid_token", Reason: "invalid token"})
+		ended()
 		return
 	}
-	if err := s.ws.Serve(w, r, c); err != nil {
+	if err := s.ws.Serve(w, r, c, ended); err != nil {
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 	}
 }

@@ -2,12 +2,15 @@ package ws
 
 import (
 	"bufio"
-	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // corkBytes bounds the bytes a connection holds back for one write.
@@ -135,24 +138,44 @@ func (k *conn) applyDeadline() error {
 // (an abort); what is held back is dropped.
 func (k *conn) Close() error { return k.Conn.Close() }
 
-// hijacker hands gorilla the connection wrapped in k when it hijacks the
-// request's.
-type hijacker struct {
-	http.ResponseWriter
-	k *conn
+// detached is the response writer melody upgrades a connection that was
+// hijacked from net/http already: its Hijack hands over the wrapped
+// connection (with empty buffers: gorilla reads through its own small
+// reader and writes through melody's pool), and the rare refusal gorilla
+// may still write (the request was checked first, see upgradable) goes
+// straight to the connection.
+type detached struct {
+	k      *conn
+	header http.Header
+	status int
 }
 
-var errNoHijack = errors.New("the response cannot be hijacked")
+func (d *detached) Header() http.Header { return d.header }
 
-func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := h.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errNoHijack
+func (d *detached) WriteHeader(code int) {
+	if d.status != 0 {
+		return
 	}
-	nc, brw, err := hj.Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	h.k.Conn = nc
-	return h.k, brw, nil
+	d.status = code
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	_ = d.header.Write(&b)
+	b.WriteString("Connection: close\r\n\r\n")
+	_, _ = d.k.Conn.Write([]byte(b.String()))
+}
+
+func (d *detached) Write(p []byte) (int, error) {
+	d.WriteHeader(http.StatusOK)
+	return d.k.Conn.Write(p)
+}
+
+func (d *detached) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return d.k, bufio.NewReadWriter(bufio.NewReaderSize(d.k, 16), bufio.NewWriterSize(d.k, 16)), nil
+}
+
+// upgradable reports whether gorilla will upgrade r (what it checks
+// before hijacking, bar the origin, which admission checked).
+func upgradable(r *http.Request) bool {
+	return r.Method == http.MethodGet && websocket.IsWebSocketUpgrade(r) &&
+		r.Header.Get("Sec-Websocket-Version") == "13" && r.Header.Get("Sec-Websocket-Key") != ""
 }

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -89,6 +90,8 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true } // admission checked the origin
 	m.Upgrader.Subprotocols = []string{Subprotocol}
 	m.Upgrader.WriteBufferPool = &sync.Pool{}
+	// Frames from clients are small (MaxMessageSize): a small read buffer.
+	m.Upgrader.ReadBufferSize = 512
 	m.HandleConnect(func(s *melody.Session) {
 		c := sessionClient(s)
 		c.Attach(sink{s, sessionConn(s)})
@@ -128,11 +131,39 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 // Credits is how many frames a client may hand melody at once.
 func (t *Transport) Credits() int { return t.opts.Buffer - 2 }
 
-// Serve upgrades the request and serves c on it until the connection
-// ends.
-func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Client) error {
-	k := &conn{}
-	return t.m.HandleRequestWithKeys(hijacker{w, k}, r, map[string]any{keyBinding: &binding{c, k}})
+// Serve upgrades the request and serves c on it. It returns at once: the
+// connection is taken from net/http (whose buffers, request state and
+// goroutine an idle connection would otherwise keep: most of its memory)
+// and served on a goroutine of its own; ended is called once, when the
+// connection is over (or could not be upgraded: then the error is
+// returned, or logged when it comes later).
+func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Client, ended func()) error {
+	hj, ok := w.(http.Hijacker)
+	if !ok || !upgradable(r) {
+		// gorilla answers what it cannot upgrade (400, 426…).
+		defer ended()
+		return t.m.HandleRequestWithKeys(w, r, map[string]any{keyBinding: &binding{c, &conn{}}})
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		ended()
+		return fmt.Errorf("hijack: %w", err)
+	}
+	if brw.Reader.Buffered() > 0 {
+		_ = nc.Close()
+		ended()
+		return errors.New("the client sent data before the handshake completed")
+	}
+	k := &conn{Conn: nc}
+	go func() {
+		defer ended()
+		d := &detached{k: k, header: http.Header{}}
+		if err := t.m.HandleRequestWithKeys(d, r, map[string]any{keyBinding: &binding{c, k}}); err != nil {
+			_ = nc.Close()
+			t.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
+		}
+	}()
+	return nil
 }
 
 // Abort closes every connection at once (a shutdown past its deadline).
