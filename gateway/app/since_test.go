@@ -74,7 +74,7 @@ func TestSinceGaps(t *testing.T) {
 	}
 	for {
 		if f := read(t, watch, 30*time.Second); f.Type == "event" && f.Seq == want[len(want)-1] {
-			break // the live feed has them: a replay now reads them before live
+			break // the live feed has them: a replay's live frame comes after them
 		}
 	}
 	// After the purge: since between the purge and the new messages is no gap.

@@ -205,6 +205,9 @@ func (h *Hub) deliver(msg jetstream.Msg) bool {
 	}
 	h.recent.add(m)
 	if derr == nil {
+		if h.metrics != nil {
+			h.metrics.ObserveEvent(&ev) // live events only, not the ring's warm-up
+		}
 		h.fanout(seq, subj, m.Frame, &ev)
 	}
 	h.pos.Store(seq)

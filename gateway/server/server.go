@@ -28,12 +28,15 @@ import (
 	"github.com/dockcast/dockcast/gateway/auth"
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/config"
+	"github.com/dockcast/dockcast/gateway/dockerapi"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
+	"github.com/dockcast/dockcast/gateway/snapshot"
 	"github.com/dockcast/dockcast/gateway/sse"
 	"github.com/dockcast/dockcast/gateway/web"
 	"github.com/dockcast/dockcast/gateway/ws"
+	"github.com/dockcast/dockcast/shared/backoff"
 )
 
 // Limits on a request.
@@ -54,12 +57,16 @@ type Options struct {
 	Client client.Options
 	// AuthLimit bounds failed token checks per address.
 	AuthLimit AuthLimit
+	// Version is the gateway's version, in Docker's /version (default "dev").
+	Version string
 }
 
 // Deps are the parts the server serves from.
 type Deps struct {
 	Hub      *hub.Hub
 	Replayer *replay.Replayer
+	// Snapshot takes the container states for snapshot=1 (nil: refused).
+	Snapshot *snapshot.Source
 	Metrics  *metrics.Metrics
 	// NATSConnected reports the NATS connection state, for /readyz.
 	NATSConnected func() bool
@@ -74,6 +81,7 @@ type Server struct {
 	clientOpts client.Options
 	mux        *http.ServeMux
 	ws         *ws.Transport
+	docker     http.Handler // Docker's Engine API paths
 	sse        *sse.Transport
 	tokens     atomic.Pointer[auth.Tokens]
 	perAddr    *perAddr
@@ -114,6 +122,7 @@ func NewServer(log *slog.Logger, cfg config.Config, deps Deps) *Server {
 	s.mux.Handle("GET /", web.Handler())
 	s.mux.HandleFunc("GET /ws", s.serveWS)
 	s.mux.HandleFunc("GET /sse", s.serveSSE)
+	s.docker = s.dockerAPI(o.Version)
 	s.health(s.mux)
 	if deps.Metrics != nil && cfg.AdminAddr == "" {
 		s.mux.Handle("GET /metrics", deps.Metrics.Handler())
@@ -145,6 +154,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(r.RequestURI) > MaxURLBytes {
 		s.count("", "uri_too_long")
 		http.Error(w, fmt.Sprintf("request URL longer than %d bytes", MaxURLBytes), http.StatusRequestURITooLong)
+		return
+	}
+	if dockerapi.IsAPIPath(r.URL.Path) {
+		s.docker.ServeHTTP(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -247,6 +260,14 @@ func (s *Server) connected(c *client.Client) {
 		return
 	}
 	q := v.(*Admitted).Query
+	if q.Snapshot && !q.Replay() { // (an SSE reconnect resumes from its Last-Event-ID instead)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.snapshot(c, q)
+		}()
+		return
+	}
 	if !q.Replay() {
 		s.deps.Hub.JoinLive(c)
 		return
@@ -256,6 +277,53 @@ func (s *Server) connected(c *client.Client) {
 		defer s.wg.Done()
 		_ = s.deps.Replayer.Run(s.ctx, c, replay.Request{FromSeq: q.FromSeq, Epoch: q.Epoch, Since: q.Since})
 	}()
+}
+
+// snapshot sends c the container states its filter selects, then the
+// events after them (package snapshot); a failing snapshot (NATS away) is
+// retried, as replay turns are, until the client leaves.
+func (s *Server) snapshot(c *client.Client, q Query) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if s.deps.Snapshot == nil {
+		c.End(client.Shutdown, "snapshot=1 is not available on this gateway")
+		return
+	}
+	sel, err := snapshot.Selection(q.Filter)
+	if err != nil { // cannot be: the terms were parsed already
+		s.log.Error("snapshot selection", "err", err)
+		c.End(client.Shutdown, "snapshot: "+err.Error())
+		return
+	}
+	may := func(subj string) bool {
+		return c.Spec.Patterns == nil || auth.Allowed(c.Spec.Patterns, []string{subj}) == nil
+	}
+	retry := backoff.New(250*time.Millisecond, 5*time.Second)
+	for {
+		snap, err := s.deps.Snapshot.Take(ctx, sel, may)
+		var frames [][]byte
+		if err == nil {
+			frames, err = snap.Frames()
+		}
+		if err == nil {
+			_ = s.deps.Replayer.Run(ctx, c, replay.Request{FromSeq: snap.Seq + 1, Epoch: snap.Epoch, Prelude: frames})
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("snapshot failed; retrying", "err", err)
+		if retry.Wait(ctx) != nil {
+			return
+		}
+	}
 }
 
 func (s *Server) disconnected(c *client.Client) {

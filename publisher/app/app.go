@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dockcast/dockcast/publisher/config"
+	"github.com/dockcast/dockcast/publisher/containerkv"
 	"github.com/dockcast/dockcast/publisher/docker"
 	"github.com/dockcast/dockcast/publisher/embedded"
 	"github.com/dockcast/dockcast/publisher/history"
@@ -29,6 +30,7 @@ import (
 	"github.com/dockcast/dockcast/publisher/stream"
 	"github.com/dockcast/dockcast/shared/backoff"
 	shared "github.com/dockcast/dockcast/shared/config"
+	"github.com/dockcast/dockcast/shared/containerstate"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/status"
@@ -67,7 +69,8 @@ type App struct {
 	// (statuskv.DefaultRenew).
 	StatusRenew time.Duration
 	// Stages run, in order, on every event between the Docker reader and
-	// the writer; they may wait (the reader never does).
+	// the writer, after the health-check tag (docker.HealthTagger); they
+	// may wait (the reader never does).
 	Stages []queue.Stage
 	// Stored, if set, is called for every event stored, in stream order,
 	// with its stream sequence (stream.Writer.Stored); it must not block.
@@ -225,13 +228,36 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		stopWrite()
 	}
 
-	writeQueue := a.Queue
-	if len(a.Stages) > 0 {
-		writeQueue = queue.New(int64(cfg.QueueMaxBytes) / 8)
+	// The health-check tag first: the ordered stage that may wait on a
+	// container's inspect, between the reader and the writer.
+	tagger := docker.NewHealthTagger(cli, log.With("component", "healthcheck"))
+	stages := append([]queue.Stage{tagger.Stage}, a.Stages...)
+	writeQueue := queue.New(int64(cfg.QueueMaxBytes) / 8)
+	// The container states for list-then-watch, from what the writer
+	// stored (direct mode only: in edge mode the writer's sequences are
+	// the local stream's, not the central one gateways read).
+	stored := a.Stored
+	var keeper *containerkv.Keeper
+	if !cfg.Edge() {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		keeper = &containerkv.Keeper{Stream: out.current(), Node: node, Log: log.With("component", "containers"),
+			Open: func(ctx context.Context) (jetstream.KeyValue, error) {
+				return containerstate.EnsureBucket(ctx, js, cfg.Stream, cfg.Replicas)
+			}}
+		stored = keeper.Stored
+		if a.Stored != nil {
+			stored = func(seq uint64, it *queue.Item) {
+				keeper.Stored(seq, it)
+				a.Stored(seq, it)
+			}
+		}
 	}
 	writer := &stream.Writer{
 		Conn: nc, Stream: out.name, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
-		AckTimeout: a.AckTimeout, Stored: a.Stored, MaxBatch: a.maxBatch,
+		AckTimeout: a.AckTimeout, Stored: stored, MaxBatch: a.maxBatch,
 	}
 	writer.StreamMissing = func(ctx context.Context) error {
 		err := out.missing(ctx)
@@ -261,17 +287,15 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		defer a.Queue.Close()
 		return watcher.Run(readCtx)
 	})
-	if writeQueue != a.Queue {
-		g.Go(func() error { // 2. ordered stages
-			err := queue.Relay(writeCtx, a.Queue, writeQueue, a.Stages...)
-			if err != nil && writeCtx.Err() == nil {
-				err = fmt.Errorf("enrichment: %w", err)
-				fail(err)
-				return err
-			}
-			return nil
-		})
-	}
+	g.Go(func() error { // 2. ordered stages: the health-check tag, then a.Stages
+		err := queue.Relay(writeCtx, a.Queue, writeQueue, stages...)
+		if err != nil && writeCtx.Err() == nil {
+			err = fmt.Errorf("enrichment: %w", err)
+			fail(err)
+			return err
+		}
+		return nil
+	})
 	g.Go(func() error { // 3. the writer, until the queue is drained
 		defer close(drained)
 		err := writer.Run(writeCtx)
@@ -303,6 +327,11 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		}
 		return nil
 	})
+	if keeper != nil {
+		g.Go(func() error { // 7. the container states, until the writer is done
+			return keeper.Run(statusCtx)
+		})
+	}
 	g.Go(func() error { // 5. the drain deadline
 		<-readCtx.Done()
 		log.Info("shutting down: draining the queue", "queue", a.Queue.Len(), "deadline", a.DrainTimeout)
