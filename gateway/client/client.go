@@ -153,6 +153,7 @@ type Client struct {
 	done       chan struct{}
 	timer      *time.Timer
 	lastHand   time.Time   // live: when a frame was last handed to the sink
+	batchBuf   *[]byte     // batch: the buffer of the batched frame in flight
 	bookmark   *time.Timer // live: fires when the client may be idle
 }
 
@@ -371,8 +372,15 @@ func (c *Client) GoLive(seq uint64) {
 
 // Sent is called by the transport after each frame is written: one more
 // frame fits in the sink.
-func (c *Client) Sent() {
+func (c *Client) Sent() { c.written(nil) }
+
+func (c *Client) written(frame []byte) {
 	c.mu.Lock()
+	if bp := c.batchBuf; bp != nil && len(frame) > 0 && len(*bp) > 0 && &frame[0] == &(*bp)[0] {
+		c.batchBuf = nil
+		*bp = (*bp)[:0]
+		batchPool.Put(bp)
+	}
 	c.sent++
 	c.flush()
 	roomy := c.mainBytes <= c.opts.MaxQueueBytes/4
@@ -500,14 +508,27 @@ func (c *Client) next() []byte {
 	if end == c.head {
 		return first
 	}
-	b := make([]byte, 0, n)
-	b = append(b, first...)
+	bp := batchPool.Get().(*[]byte)
+	b := append((*bp)[:0], first...)
 	for c.head < end {
 		b = append(b, '\n')
 		b = append(b, c.take()...)
 	}
+	*bp = b
+	c.batchBuf = bp
 	return b
 }
+
+// batchPool holds the buffers of batched frames (Options.Batch) between
+// two writes: Written gives them back.
+var batchPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, MaxBatchBytes)
+	return &b
+}}
+
+// Written is Sent for a transport that can tell which frame was written:
+// a batched frame's buffer is then reused for the next batch.
+func (c *Client) Written(frame []byte) { c.written(frame) }
 
 // checkOverflow ends the client as a slow consumer when its queue is over
 // the limit; it returns the hook to call once c.mu is released.

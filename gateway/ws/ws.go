@@ -90,6 +90,9 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true } // admission checked the origin
 	m.Upgrader.Subprotocols = []string{Subprotocol}
 	m.Upgrader.WriteBufferPool = &sync.Pool{}
+	// Pooled (only a connection being written holds one): a batched
+	// frame fits whole, so that it goes out in one write.
+	m.Upgrader.WriteBufferSize = client.MaxBatchBytes + 1024
 	// Frames from clients are small (MaxMessageSize): a small read buffer.
 	m.Upgrader.ReadBufferSize = 512
 	m.HandleConnect(func(s *melody.Session) {
@@ -109,7 +112,7 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
 		b := sessionBinding(s)
 		b.k.written()
-		b.c.Sent()
+		b.c.Written(msg)
 		if hooks.Written != nil {
 			hooks.Written(len(msg))
 		}
