@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/status"
@@ -25,11 +24,6 @@ func TestStatusWatchWaitsForTheBucket(t *testing.T) {
 	_, js := testkit.Connect(t, ns.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := natsutil.StreamConfig("NOBUCKET", 0, -1, 1)
-	cfg.Storage = jetstream.MemoryStorage
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	apiErrors := func() int64 {
 		jsz, err := ns.Jsz(&server.JSzOptions{})
 		if err != nil {
@@ -41,17 +35,8 @@ func TestStatusWatchWaitsForTheBucket(t *testing.T) {
 	h := New(js, "NOBUCKET", testkit.Logger(t), nil)
 	const wait = 100 * time.Millisecond
 	h.RetryWait, h.MaxRetryWait = wait, wait
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
 	began := time.Now()
-	go func() {
-		defer close(done)
-		_ = h.Run(rctx)
-	}()
-	defer func() {
-		rcancel()
-		<-done
-	}()
+	runHub(t, js, h)
 	testkit.Eventually(t, 30*time.Second, func() error {
 		if ok, reason := h.Serving(); !ok {
 			return fmt.Errorf("%s", reason)

@@ -1,9 +1,7 @@
 package replay_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -152,15 +150,18 @@ func TestResumeFromRing(t *testing.T) {
 	expect("before the stream", fs[1:], span(21, last), last, false, b)
 
 	// Not the stream's epoch.
-	c, _, err := websocket.DefaultDialer.Dial(f.url+"?from_seq=1000&epoch=1", nil)
-	if err != nil {
-		t.Fatal(err)
+	refused := func(name, query string) {
+		t.Helper()
+		c, _, err := websocket.DefaultDialer.Dial(f.url+"?"+query, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if fs, _ := read(t, c, ""); len(fs) == 0 || fs[len(fs)-1].Code != string(client.StreamReset) || seqs(fs) != nil {
+			t.Fatalf("%s: %+v, want stream_reset and no event", name, fs)
+		}
 	}
-	fs, _ = read(t, c, "")
-	_ = c.Close()
-	if len(fs) == 0 || fs[len(fs)-1].Code != string(client.StreamReset) || seqs(fs) != nil {
-		t.Fatalf("wrong epoch: %+v, want stream_reset and no event", fs)
-	}
+	refused("wrong epoch", "from_seq=1000&epoch=1")
 
 	// The stream made again: its messages, not the old ones, and the old
 	// epoch is refused.
@@ -186,39 +187,7 @@ func TestResumeFromRing(t *testing.T) {
 	b = turns.Load()
 	fs = resume("from_seq=20&epoch=" + f.h.Epoch())
 	expect("new incarnation", fs, span(20, 30), 30, true, b)
-	c, _, err = websocket.DefaultDialer.Dial(f.url+"?from_seq=20&epoch="+epoch, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, _ = read(t, c, "")
-	_ = c.Close()
-	if len(fs) == 0 || fs[len(fs)-1].Code != string(client.StreamReset) || seqs(fs) != nil {
-		t.Fatalf("old epoch: %+v, want stream_reset and no event", fs)
-	}
-}
-
-// readLines reads batch=1 frames, one JSON frame per line, up to the
-// connection's end.
-func readLines(t *testing.T, c *websocket.Conn, until string) ([]frame, error) {
-	t.Helper()
-	var out []frame
-	for {
-		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		_, data, err := c.ReadMessage()
-		if err != nil {
-			return out, err
-		}
-		for _, line := range bytes.Split(data, []byte("\n")) {
-			var f frame
-			if err := json.Unmarshal(line, &f); err != nil {
-				t.Fatalf("line %q: %v", line, err)
-			}
-			out = append(out, f)
-			if f.Type == until {
-				return out, nil
-			}
-		}
-	}
+	refused("old epoch", "from_seq=20&epoch="+epoch)
 }
 
 // TestSlowBatchClientResumesExactly: a batch=1 client that stops reading
@@ -234,7 +203,7 @@ func TestSlowBatchClientResumesExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	first, err := readLines(t, c, "live")
+	first, err := read(t, c, "live")
 	if err != nil {
 		t.Fatalf("%v after %+v", err, first)
 	}
@@ -245,7 +214,7 @@ func TestSlowBatchClientResumesExactly(t *testing.T) {
 			return
 		}
 	}
-	fs, err := readLines(t, c, "")
+	fs, err := read(t, c, "")
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
 		t.Fatalf("end: %v, want close 1008", err)
@@ -266,7 +235,7 @@ func TestSlowBatchClientResumesExactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	fs2, err := readLines(t, c2, "live")
+	fs2, err := read(t, c2, "live")
 	if err != nil {
 		t.Fatal(err)
 	}

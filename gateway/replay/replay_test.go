@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -140,7 +141,7 @@ func (f *fixture) publish(t *testing.T, n int) {
 }
 
 // read returns the frames up to and including the first of type until,
-// or up to the connection's end.
+// or up to the connection's end (a batch=1 text frame holds one per line).
 func read(t *testing.T, c *websocket.Conn, until string) ([]frame, error) {
 	t.Helper()
 	var out []frame
@@ -150,13 +151,15 @@ func read(t *testing.T, c *websocket.Conn, until string) ([]frame, error) {
 		if err != nil {
 			return out, err
 		}
-		var f frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			t.Fatalf("frame %q: %v", data, err)
-		}
-		out = append(out, f)
-		if f.Type == until {
-			return out, nil
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var f frame
+			if err := json.Unmarshal(line, &f); err != nil {
+				t.Fatalf("frame %q: %v", line, err)
+			}
+			out = append(out, f)
+			if f.Type == until {
+				return out, nil
+			}
 		}
 	}
 }
