@@ -1,12 +1,15 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,7 +20,9 @@ import (
 	dockerclient "github.com/docker/docker/client"
 
 	"github.com/dockcast/dockcast/gateway/app"
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/dockerapi"
+	"github.com/dockcast/dockcast/gateway/server"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
@@ -225,4 +230,95 @@ func TestDockerAPI(t *testing.T) {
 			t.Errorf("GET %s: %d %s", p, code, body)
 		}
 	}
+}
+
+// TestDockerEventsSlowClient: a follow-mode /events client that stops
+// reading is a slow consumer like a /ws one: once its queue overflows its
+// response ends (counted in slow_consumers_total), while a client that
+// reads gets every event.
+func TestDockerEventsSlowClient(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	newStream(t, js, "DSLOW", 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, ns.ClientURL(), "DSLOW", nil, app.Options{Listener: testkit.SmallSendBuffers(ln),
+		Server: server.Options{Client: client.Options{MaxQueueBytes: 1 << 20}}})
+	node := testkit.Unique("dslow")
+	filter := url.QueryEscape(`{"node":{"` + node + `":true}}`)
+
+	slow, err := testkit.DialStalling("tcp", strings.TrimPrefix(g.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := fmt.Fprintf(slow, "GET /v1.41/events?filters=%s HTTP/1.1\r\nHost: gateway\r\n\r\n", filter); err != nil {
+		t.Fatal(err)
+	}
+	good := sdkFor(t, g, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, errs := good.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("node", node))})
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_clients"); v < 2 {
+			return fmt.Errorf("%v clients connected, want 2", v)
+		}
+		return nil
+	})
+	pad := strings.Repeat("x", 2000)
+	var sent []string
+	got := 0
+	for i := 0; i < 20000; i++ {
+		ev := mkEvent(node, "start", map[string]string{"pad": pad})
+		publish(t, js, ev)
+		sent = append(sent, ev.Actor.Attributes["name"])
+		if i%100 == 99 {
+			if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_slow_consumers_total"); v >= 1 {
+				break
+			}
+		}
+		for drained := false; !drained; { // the good client keeps up
+			select {
+			case m := <-msgs:
+				if m.Actor.Attributes["name"] != sent[got] {
+					t.Fatalf("good client: event %d is %s, want %s", got, m.Actor.Attributes["name"], sent[got])
+				}
+				got++
+			case err := <-errs:
+				t.Fatalf("good client: %v", err)
+			default:
+				drained = true
+			}
+		}
+	}
+	if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_slow_consumers_total"); v < 1 {
+		t.Fatalf("no slow consumer after %d events", len(sent))
+	}
+	// The slow response ends: reading it reaches its end.
+	_ = slow.SetReadDeadline(time.Now().Add(60 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the slow client's response did not end: %s %v after %d bytes", resp.Status, err, n)
+	}
+	for got < len(sent) {
+		select {
+		case m := <-msgs:
+			if m.Actor.Attributes["name"] != sent[got] {
+				t.Fatalf("good client: event %d is %s, want %s", got, m.Actor.Attributes["name"], sent[got])
+			}
+			got++
+		case err := <-errs:
+			t.Fatalf("good client after %d of %d: %v", got, len(sent), err)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("good client: %d of %d events", got, len(sent))
+		}
+	}
+	t.Logf("slow client cut off after %d events of %d bytes; the reading client got all", len(sent), len(pad))
 }
