@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,57 +270,70 @@ func TestDockerEventsSlowClient(t *testing.T) {
 		}
 		return nil
 	})
+	// The reading client, in the background.
+	var mu sync.Mutex
+	var names []string
+	var goodErr error
+	go func() {
+		for {
+			select {
+			case m := <-msgs:
+				mu.Lock()
+				names = append(names, m.Actor.Attributes["name"])
+				mu.Unlock()
+			case err := <-errs:
+				mu.Lock()
+				goodErr = err
+				mu.Unlock()
+				return
+			}
+		}
+	}()
 	pad := strings.Repeat("x", 2000)
 	var sent []string
-	got := 0
 	for i := 0; i < 20000; i++ {
 		ev := mkEvent(node, "start", map[string]string{"pad": pad})
 		publish(t, js, ev)
 		sent = append(sent, ev.Actor.Attributes["name"])
 		if i%100 == 99 {
-			if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_slow_consumers_total"); v >= 1 {
-				break
-			}
-		}
-		for drained := false; !drained; { // the good client keeps up
-			select {
-			case m := <-msgs:
-				if m.Actor.Attributes["name"] != sent[got] {
-					t.Fatalf("good client: event %d is %s, want %s", got, m.Actor.Attributes["name"], sent[got])
-				}
-				got++
-			case err := <-errs:
-				t.Fatalf("good client: %v", err)
-			default:
-				drained = true
+			if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_clients"); v < 2 {
+				break // the slow client was cut off
 			}
 		}
 	}
-	if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_slow_consumers_total"); v < 1 {
-		t.Fatalf("no slow consumer after %d events", len(sent))
+	body := scrape(t, g.base+"/metrics")
+	if v, _ := sample(body, "dockcast_gateway_clients"); v != 1 {
+		t.Fatalf("%v clients after %d events: the slow one was not cut off", v, len(sent))
 	}
+	// Its queue overflowed, or (on a loaded machine, publishing slowly) a
+	// write to it timed out first: either way its response ends.
+	slowConsumers, _ := sample(body, "dockcast_gateway_slow_consumers_total")
 	// The slow response ends: reading it reaches its end.
 	_ = slow.SetReadDeadline(time.Now().Add(60 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Ended cleanly, or cut where the timed-out write stopped.
 	n, err := io.Copy(io.Discard, resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
+	if (err != nil && !errors.Is(err, io.ErrUnexpectedEOF)) || resp.StatusCode != http.StatusOK {
 		t.Fatalf("the slow client's response did not end: %s %v after %d bytes", resp.Status, err, n)
 	}
-	for got < len(sent) {
-		select {
-		case m := <-msgs:
-			if m.Actor.Attributes["name"] != sent[got] {
-				t.Fatalf("good client: event %d is %s, want %s", got, m.Actor.Attributes["name"], sent[got])
-			}
-			got++
-		case err := <-errs:
-			t.Fatalf("good client after %d of %d: %v", got, len(sent), err)
-		case <-time.After(60 * time.Second):
-			t.Fatalf("good client: %d of %d events", got, len(sent))
+	testkit.Eventually(t, 60*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if goodErr != nil {
+			return fmt.Errorf("the reading client ended after %d of %d events: %w", len(names), len(sent), goodErr)
 		}
+		if len(names) < len(sent) {
+			return fmt.Errorf("the reading client got %d of %d events", len(names), len(sent))
+		}
+		return nil
+	})
+	mu.Lock()
+	if !slices.Equal(names, sent) {
+		t.Errorf("the reading client got other events than were published")
 	}
-	t.Logf("slow client cut off after %d events of %d bytes; the reading client got all", len(sent), len(pad))
+	mu.Unlock()
+	t.Logf("slow client cut off after %d events of %d bytes (slow consumers counted: %v); the reading client got all", len(sent), len(pad), slowConsumers)
 }
