@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dockcast/dockcast/publisher/config"
+	"github.com/dockcast/dockcast/publisher/containerkv"
 	"github.com/dockcast/dockcast/publisher/docker"
 	"github.com/dockcast/dockcast/publisher/embedded"
 	"github.com/dockcast/dockcast/publisher/history"
@@ -29,6 +30,7 @@ import (
 	"github.com/dockcast/dockcast/publisher/stream"
 	"github.com/dockcast/dockcast/shared/backoff"
 	shared "github.com/dockcast/dockcast/shared/config"
+	"github.com/dockcast/dockcast/shared/containerstate"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/status"
@@ -231,9 +233,31 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 	tagger := docker.NewHealthTagger(cli, log.With("component", "healthcheck"))
 	stages := append([]queue.Stage{tagger.Stage}, a.Stages...)
 	writeQueue := queue.New(int64(cfg.QueueMaxBytes) / 8)
+	// The container states for list-then-watch, from what the writer
+	// stored (direct mode only: in edge mode the writer's sequences are
+	// the local stream's, not the central one gateways read).
+	stored := a.Stored
+	var keeper *containerkv.Keeper
+	if !cfg.Edge() {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		keeper = &containerkv.Keeper{Stream: out.current(), Node: node, Log: log.With("component", "containers"),
+			Open: func(ctx context.Context) (jetstream.KeyValue, error) {
+				return containerstate.EnsureBucket(ctx, js, cfg.Stream, cfg.Replicas)
+			}}
+		stored = keeper.Stored
+		if a.Stored != nil {
+			stored = func(seq uint64, it *queue.Item) {
+				keeper.Stored(seq, it)
+				a.Stored(seq, it)
+			}
+		}
+	}
 	writer := &stream.Writer{
 		Conn: nc, Stream: out.name, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
-		AckTimeout: a.AckTimeout, Stored: a.Stored, MaxBatch: a.maxBatch,
+		AckTimeout: a.AckTimeout, Stored: stored, MaxBatch: a.maxBatch,
 	}
 	writer.StreamMissing = func(ctx context.Context) error {
 		err := out.missing(ctx)
@@ -303,6 +327,11 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		}
 		return nil
 	})
+	if keeper != nil {
+		g.Go(func() error { // 7. the container states, until the writer is done
+			return keeper.Run(statusCtx)
+		})
+	}
 	g.Go(func() error { // 5. the drain deadline
 		<-readCtx.Done()
 		log.Info("shutting down: draining the queue", "queue", a.Queue.Len(), "deadline", a.DrainTimeout)
