@@ -79,6 +79,15 @@ type FakeEngineOptions struct {
 // the test ends.
 func StartFakeEngine(t testing.TB, o FakeEngineOptions) *FakeEngine {
 	t.Helper()
+	e := NewFakeEngine(o)
+	t.Cleanup(e.Close)
+	return e
+}
+
+// NewFakeEngine serves a stand-in engine on a free loopback port until
+// Close (for programs such as the scale demonstration; tests use
+// StartFakeEngine).
+func NewFakeEngine(o FakeEngineOptions) *FakeEngine {
 	if o.Name == "" {
 		o.Name = "fake-engine"
 	}
@@ -89,12 +98,14 @@ func StartFakeEngine(t testing.TB, o FakeEngineOptions) *FakeEngine {
 		failNext: map[string]int{}, delays: map[string]time.Duration{}}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	e.Host = "tcp://" + e.srv.Listener.Addr().String()
-	t.Cleanup(func() {
-		e.CutStreams()
-		e.srv.CloseClientConnections()
-		e.srv.Close()
-	})
 	return e
+}
+
+// Close stops the engine: its event streams end and it stops listening.
+func (e *FakeEngine) Close() {
+	e.CutStreams()
+	e.srv.CloseClientConnections()
+	e.srv.Close()
 }
 
 // Now is the engine's clock: the host's clock plus the offset of StepClock.
