@@ -69,6 +69,11 @@ func (c *client) run(ctx context.Context, ready chan<- error) {
 			continue
 		}
 		c.mu.Lock()
+		if c.stopping {
+			c.mu.Unlock()
+			conn.Close()
+			return
+		}
 		c.conn = conn
 		if !first {
 			c.resumes++

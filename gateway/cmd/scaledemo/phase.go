@@ -9,6 +9,30 @@ import (
 	"time"
 )
 
+// settled waits until the central stream has stopped growing (every
+// publisher's queue stored, every source copied) and returns its last
+// sequence.
+func (d *demo) settled(ctx context.Context) (uint64, error) {
+	var last uint64
+	stable := time.Now()
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
+		if err := d.waitCentral(ctx, 0, 2*time.Minute); err != nil {
+			return 0, err
+		}
+		si, err := d.info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if si.State.LastSeq != last {
+			last, stable = si.State.LastSeq, time.Now()
+		} else if time.Since(stable) > 3*time.Second {
+			return last, nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("the central stream is still growing after 3 minutes")
+}
+
 // clients runs the latency, CPU and failover phase: n clients spread over
 // the gateways, rate events/s over every engine for d; half way, the first
 // gateway is killed and its clients resume on the others.
@@ -27,10 +51,10 @@ func (d *demo) clients(ctx context.Context, n, rate int, dur time.Duration) erro
 		}
 	}
 	defer func() {
+		cancel()
 		for _, c := range cls {
 			c.stop()
 		}
-		cancel()
 		wg.Wait()
 	}()
 	for range n {
@@ -94,14 +118,10 @@ func (d *demo) clients(ctx context.Context, n, rate int, dur time.Duration) erro
 	sent := <-emitted
 
 	// Every client must reach the stream's last sequence.
-	if err := d.waitCentral(ctx, 0, 2*time.Minute); err != nil {
-		return err
-	}
-	si, err := d.info(ctx)
+	final, err := d.settled(ctx)
 	if err != nil {
 		return err
 	}
-	final := si.State.LastSeq
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		behind := 0

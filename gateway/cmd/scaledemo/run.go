@@ -217,7 +217,7 @@ func (d *demo) startPublishers(ctx context.Context, n int) error {
 	var https []string
 	for i := range n {
 		ip := fmt.Sprintf("127.0.0.%d", 21+i)
-		e := testkit.NewFakeEngine(testkit.FakeEngineOptions{Name: fmt.Sprintf("engine-%d", i+1), Memory: 100000})
+		e := testkit.NewFakeEngine(testkit.FakeEngineOptions{Name: fmt.Sprintf("engine-%d", i+1), Memory: 100000, Block: true})
 		d.engines = append(d.engines, e)
 		natsAddr, err := freeAddr(ip)
 		if err != nil {
@@ -299,7 +299,10 @@ func (d *demo) waitCentral(ctx context.Context, want uint64, timeout time.Durati
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the central stream has not caught up after %v (%v)", timeout, err)
+			if err == nil {
+				err = fmt.Errorf("it holds %d messages, want %d; %d sources", si.State.Msgs, want, len(si.Sources))
+			}
+			return fmt.Errorf("the central stream has not caught up after %v: %w", timeout, err)
 		}
 		select {
 		case <-ctx.Done():
