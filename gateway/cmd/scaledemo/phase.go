@@ -134,6 +134,13 @@ func (d *demo) clients(ctx context.Context, n, rate int, dur time.Duration) erro
 			break
 		}
 		if time.Now().After(deadline) {
+			for i, c := range cls[:min(5, len(cls))] {
+				first, last, events, bad := c.snapshot()
+				c.mu.Lock()
+				gw, resumes := c.gw, c.resumes
+				c.mu.Unlock()
+				fmt.Printf("client %d: gateway %d, first %d last %d events %d resumes %d, problems %d %v\n", i, gw+1, first, last, events, resumes, len(bad), bad[:min(3, len(bad))])
+			}
 			return fmt.Errorf("%d clients have not reached the stream's last sequence %d after 2 minutes", behind, final)
 		}
 		time.Sleep(100 * time.Millisecond)
