@@ -28,9 +28,15 @@ import (
 // startPublisher runs bin/publisher against natsURL, writing to stream as node.
 func startPublisher(t *testing.T, natsURL, stream, node string) {
 	t.Helper()
+	startPublisherAt(t, natsURL, stream, node, "127.0.0.1:0")
+}
+
+// startPublisherAt is startPublisher serving its HTTP (/metrics) on httpAddr.
+func startPublisherAt(t *testing.T, natsURL, stream, node, httpAddr string) {
+	t.Helper()
 	cmd := exec.Command(testkit.Binary(t, "publisher"))
 	cmd.Env = append(os.Environ(), "NATS_URL="+natsURL, "PUBLISHER_NODE="+node, "PUBLISHER_STREAM="+stream,
-		"PUBLISHER_HTTP_ADDR=127.0.0.1:0", "PUBLISHER_DATA_DIR="+t.TempDir(), "LOG_LEVEL=debug")
+		"PUBLISHER_HTTP_ADDR="+httpAddr, "PUBLISHER_DATA_DIR="+t.TempDir(), "LOG_LEVEL=debug")
 	out, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

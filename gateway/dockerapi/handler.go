@@ -252,8 +252,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 			if !q.Match(&it.Event) {
 				continue
 			}
-			if buf, err = AppendLine(buf, &it.Event); err != nil {
-				h.log.Warn("event not sent", "seq", it.Seq, "err", err)
+			var lerr error
+			if buf, lerr = AppendLine(buf, &it.Event); lerr != nil {
+				h.log.Warn("event not sent", "seq", it.Seq, "err", lerr)
 			}
 		}
 		if len(buf) > 0 {

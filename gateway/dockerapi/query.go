@@ -52,6 +52,9 @@ type Query struct {
 	// memory would hold them (dockcast's synthetic events do not count: no
 	// engine held them); the filter applies to those.
 	Tail int
+	// Caller is what Config.Admit decided about the caller, for the
+	// Source (nil without Admit).
+	Caller any
 }
 
 // ParseQuery validates /events' query arguments as the engine does: since

@@ -163,6 +163,8 @@ func (h *Hub) deliver(msg jetstream.Msg) bool {
 	ev, derr := client.Decode(data)
 	if derr != nil {
 		h.Invalid(seq, subj, derr)
+	} else if h.metrics != nil {
+		h.metrics.ObserveEvent(&ev)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

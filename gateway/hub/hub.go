@@ -152,3 +152,30 @@ func (h *Hub) Position() *client.Position { return &h.pos }
 func (h *Hub) StoredTime(seq uint64) (time.Time, bool) { return h.times.get(seq) }
 
 func (h *Hub) backoff() *backoff.Backoff { return backoff.New(h.RetryWait, h.MaxRetryWait) }
+
+// CaughtUp waits until the live feed has delivered every message the
+// stream held when it was called, so that a history that ends at the
+// live feed's position (an /events request with until in the past) holds
+// everything stored before the request. It returns ctx's error, or the
+// stream's.
+func (h *Hub) CaughtUp(ctx context.Context) error {
+	info, err := h.streamInfo(ctx)
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		last, epoch := h.lastSeq, h.epoch
+		h.mu.Unlock()
+		if last >= info.State.LastSeq || epoch != client.EpochOf(info.Created) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,14 +1,19 @@
 // Package metrics holds the gateway's Prometheus metrics (prefix
 // dockcast_gateway_) in their own registry, with the Go and process
-// collectors. Entry points: New, Metrics.Handler.
+// collectors, and the engines' activity seen on the live feed
+// (dockcast_events_total and the container counters, ObserveEvent).
+// Entry points: New, Metrics.Handler, Metrics.ObserveEvent.
 package metrics
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dockcast/dockcast/shared/event"
 )
 
 // Metrics are the gateway's metrics.
@@ -35,6 +40,14 @@ type Metrics struct {
 	TokenReloads *prometheus.CounterVec
 	// Revoked counts sessions closed because their token was revoked.
 	Revoked prometheus.Counter
+
+	// What the engines do, counted from the live feed (ObserveEvent);
+	// labels are low-cardinality: no container names or ids.
+	Events             *prometheus.CounterVec // node, type, action
+	ContainerOOMs      *prometheus.CounterVec // node
+	ContainerExitsBad  *prometheus.CounterVec // node: dies with a non-zero exit code
+	ContainerRestarts  *prometheus.CounterVec // node
+	HealthStatusChange *prometheus.CounterVec // node, status
 }
 
 // New registers the metrics in a new registry.
@@ -72,6 +85,17 @@ func New() *Metrics {
 		Revoked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "sessions_revoked_total",
 			Help: "Sessions closed with token_revoked after a tokens file reload."}),
 	}
+	m.Events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dockcast_events_total",
+		Help: "Events the gateway's live feed received, by node, type and action (Docker's action up to its first ':')."}, []string{"node", "type", "action"})
+	m.ContainerOOMs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dockcast_container_ooms_total",
+		Help: "Containers killed for running out of memory (oom events), by node."}, []string{"node"})
+	m.ContainerExitsBad = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dockcast_container_nonzero_exits_total",
+		Help: "Containers that died with a non-zero exit code, by node."}, []string{"node"})
+	m.ContainerRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dockcast_container_restarts_total",
+		Help: "Container restarts (restart events: docker restart and restart policies), by node."}, []string{"node"})
+	m.HealthStatusChange = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dockcast_container_health_status_changes_total",
+		Help: "Health status changes of containers (health_status events), by node and new status (healthy, unhealthy, starting, other)."}, []string{"node", "status"})
+	m.Registry.MustRegister(m.Events, m.ContainerOOMs, m.ContainerExitsBad, m.ContainerRestarts, m.HealthStatusChange)
 	m.Registry.MustRegister(m.Clients, m.MessagesSent, m.BytesSent, m.SlowConsumers, m.ReplaysInFlight,
 		m.ReplayCatchup, m.AuthFailures, m.LiveSeq, m.InvalidMessages, m.ReplaysWaiting, m.ReplayTurns,
 		m.Refused, m.TokenReloads, m.Revoked,
@@ -82,4 +106,30 @@ func New() *Metrics {
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// ObserveEvent counts one event of the live feed.
+func (m *Metrics) ObserveEvent(e *event.Event) {
+	m.Events.WithLabelValues(e.Node, e.Type, e.Action).Inc()
+	if e.Type != "container" {
+		return
+	}
+	switch e.Action {
+	case "oom":
+		m.ContainerOOMs.WithLabelValues(e.Node).Inc()
+	case "die":
+		if code := e.Actor.Attributes["exitCode"]; code != "" && code != "0" {
+			m.ContainerExitsBad.WithLabelValues(e.Node).Inc()
+		}
+	case "restart":
+		m.ContainerRestarts.WithLabelValues(e.Node).Inc()
+	case "health_status":
+		status := strings.TrimSpace(e.ActionDetail)
+		switch status {
+		case "healthy", "unhealthy", "starting":
+		default:
+			status = "other"
+		}
+		m.HealthStatusChange.WithLabelValues(e.Node, status).Inc()
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/dockcast/dockcast/gateway/auth"
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/config"
+	"github.com/dockcast/dockcast/gateway/dockerapi"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
@@ -54,6 +55,8 @@ type Options struct {
 	Client client.Options
 	// AuthLimit bounds failed token checks per address.
 	AuthLimit AuthLimit
+	// Version is the gateway's version, in Docker's /version (default "dev").
+	Version string
 }
 
 // Deps are the parts the server serves from.
@@ -74,6 +77,7 @@ type Server struct {
 	clientOpts client.Options
 	mux        *http.ServeMux
 	ws         *ws.Transport
+	docker     http.Handler // Docker's Engine API paths
 	sse        *sse.Transport
 	tokens     atomic.Pointer[auth.Tokens]
 	perAddr    *perAddr
@@ -114,6 +118,7 @@ func NewServer(log *slog.Logger, cfg config.Config, deps Deps) *Server {
 	s.mux.Handle("GET /", web.Handler())
 	s.mux.HandleFunc("GET /ws", s.serveWS)
 	s.mux.HandleFunc("GET /sse", s.serveSSE)
+	s.docker = s.dockerAPI(o.Version)
 	s.health(s.mux)
 	if deps.Metrics != nil && cfg.AdminAddr == "" {
 		s.mux.Handle("GET /metrics", deps.Metrics.Handler())
@@ -145,6 +150,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(r.RequestURI) > MaxURLBytes {
 		s.count("", "uri_too_long")
 		http.Error(w, fmt.Sprintf("request URL longer than %d bytes", MaxURLBytes), http.StatusRequestURITooLong)
+		return
+	}
+	if dockerapi.IsAPIPath(r.URL.Path) {
+		s.docker.ServeHTTP(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)

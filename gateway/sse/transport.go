@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/dockcast/dockcast/gateway/client"
@@ -76,7 +75,7 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 	if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return fmt.Errorf("sse: clear read deadline: %w", err)
 	}
-	k := &sink{frames: make(chan []byte, t.opts.Credits+2), closed: make(chan struct{}), abort: make(chan struct{})}
+	k := client.NewChanSink(t.opts.Credits)
 	defer func() {
 		c.Disconnected()
 		if t.hooks.Disconnected != nil {
@@ -97,13 +96,13 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 	defer ka.Stop()
 	for {
 		select {
-		case f := <-k.frames:
+		case f := <-k.Frames:
 			n := 1
 			t.append(wr, c, f)
 		more:
 			for {
 				select {
-				case f := <-k.frames:
+				case f := <-k.Frames:
 					n++
 					t.append(wr, c, f)
 				default:
@@ -122,11 +121,11 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 				c.Sent()
 			}
 			ka.Reset(t.opts.KeepAlive)
-		case <-k.closed:
+		case <-k.Closed():
 			// Frames handed before the close are written first.
 			for {
 				select {
-				case f := <-k.frames:
+				case f := <-k.Frames:
 					t.append(wr, c, f)
 					continue
 				default:
@@ -135,7 +134,7 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 			}
 			_ = wr.Flush()
 			return nil
-		case <-k.abort:
+		case <-k.Aborted():
 			return nil
 		case <-ka.C:
 			_ = wr.Comment("keep-alive")
@@ -173,35 +172,3 @@ func (t *Transport) append(wr *Writer, c *client.Client, f []byte) {
 		t.log.Error("frame not sent", "type", h.Type, "err", err)
 	}
 }
-
-// sink is a stream as a client's Sink.
-type sink struct {
-	frames    chan []byte
-	closed    chan struct{}
-	abort     chan struct{}
-	closeOnce sync.Once
-	abortOnce sync.Once
-}
-
-var errFull = errors.New("sse: more frames than credits")
-
-func (k *sink) Send(frame []byte) error {
-	select {
-	case <-k.closed:
-		return errors.New("sse: closed")
-	default:
-	}
-	select {
-	case k.frames <- frame:
-		return nil
-	default:
-		return errFull
-	}
-}
-
-func (k *sink) Close(int, string) error {
-	k.closeOnce.Do(func() { close(k.closed) })
-	return nil
-}
-
-func (k *sink) Abort() { k.abortOnce.Do(func() { close(k.abort) }) }

@@ -67,7 +67,8 @@ type App struct {
 	// (statuskv.DefaultRenew).
 	StatusRenew time.Duration
 	// Stages run, in order, on every event between the Docker reader and
-	// the writer; they may wait (the reader never does).
+	// the writer, after the health-check tag (docker.HealthTagger); they
+	// may wait (the reader never does).
 	Stages []queue.Stage
 	// Stored, if set, is called for every event stored, in stream order,
 	// with its stream sequence (stream.Writer.Stored); it must not block.
@@ -225,10 +226,11 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		stopWrite()
 	}
 
-	writeQueue := a.Queue
-	if len(a.Stages) > 0 {
-		writeQueue = queue.New(int64(cfg.QueueMaxBytes) / 8)
-	}
+	// The health-check tag first: the ordered stage that may wait on a
+	// container's inspect, between the reader and the writer.
+	tagger := docker.NewHealthTagger(cli, log.With("component", "healthcheck"))
+	stages := append([]queue.Stage{tagger.Stage}, a.Stages...)
+	writeQueue := queue.New(int64(cfg.QueueMaxBytes) / 8)
 	writer := &stream.Writer{
 		Conn: nc, Stream: out.name, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
 		AckTimeout: a.AckTimeout, Stored: a.Stored, MaxBatch: a.maxBatch,
@@ -261,17 +263,15 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		defer a.Queue.Close()
 		return watcher.Run(readCtx)
 	})
-	if writeQueue != a.Queue {
-		g.Go(func() error { // 2. ordered stages
-			err := queue.Relay(writeCtx, a.Queue, writeQueue, a.Stages...)
-			if err != nil && writeCtx.Err() == nil {
-				err = fmt.Errorf("enrichment: %w", err)
-				fail(err)
-				return err
-			}
-			return nil
-		})
-	}
+	g.Go(func() error { // 2. ordered stages: the health-check tag, then a.Stages
+		err := queue.Relay(writeCtx, a.Queue, writeQueue, stages...)
+		if err != nil && writeCtx.Err() == nil {
+			err = fmt.Errorf("enrichment: %w", err)
+			fail(err)
+			return err
+		}
+		return nil
+	})
 	g.Go(func() error { // 3. the writer, until the queue is drained
 		defer close(drained)
 		err := writer.Run(writeCtx)

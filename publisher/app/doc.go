@@ -4,7 +4,8 @@
 // ensures the stream and the status bucket (never lowering what other
 // publishers share), serves /healthz, /readyz and /metrics, takes the
 // node's lease, and runs its stages under one errgroup: the Docker reader
-// (docker.Watcher) fills the queue, optional ordered [App.Stages] relay it,
+// (docker.Watcher) fills the queue, the ordered stages relay it (the
+// health-check tag, docker.HealthTagger, then [App.Stages]),
 // the writer (stream.Writer) stores it, the status key (statuskv.Key)
 // writes the node's status and renews the lease. Shutdown goes in reverse:
 // stop reading, drain the queue, write the "stopped" status.

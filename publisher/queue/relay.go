@@ -34,12 +34,13 @@ func Relay(ctx context.Context, from, to *Queue, stages ...Stage) error {
 					return fmt.Errorf("stage on %s: %w", batch[i].Event.ID, err)
 				}
 			}
-			if err := to.Push(ctx, batch[i]); err != nil {
-				if errors.Is(err, ErrClosed) {
-					return fmt.Errorf("relay: %w", err)
-				}
-				return err
+		}
+		// One push per batch (it fits: Next bounded it by to's size).
+		if err := to.PushAll(ctx, batch); err != nil {
+			if errors.Is(err, ErrClosed) {
+				return fmt.Errorf("relay: %w", err)
 			}
+			return err
 		}
 	}
 }

@@ -110,6 +110,10 @@ type Probe struct {
 	// Health adds an exec-form health check (/probe health every second,
 	// one retry): pair it with Args "healthy-for", "2s", "sleep", "30s".
 	Health bool
+	// HealthTest, if set, is the health check's Test instead
+	// (["CMD-SHELL", "…"] runs through /bin/sh, which the image lacks: the
+	// check's exec_create and exec_start happen, its exec_die does not).
+	HealthTest []string
 	// Start starts the container after creating it.
 	Start bool
 }
@@ -120,10 +124,12 @@ func RunProbe(t testing.TB, cli *client.Client, p Probe) string {
 	t.Helper()
 	EnsureProbeImage(t, cli)
 	cfg := &container.Config{Image: ProbeImage, Cmd: p.Args, Labels: p.Labels}
-	if p.Health {
-		cfg.Healthcheck = &container.HealthConfig{
-			Test: []string{"CMD", "/probe", "health"}, Interval: time.Second, Timeout: time.Second, Retries: 1,
+	if p.Health || p.HealthTest != nil {
+		test := p.HealthTest
+		if test == nil {
+			test = []string{"CMD", "/probe", "health"}
 		}
+		cfg.Healthcheck = &container.HealthConfig{Test: test, Interval: time.Second, Timeout: time.Second, Retries: 1}
 	}
 	ctx, cancel := ctxTimeout(30 * time.Second)
 	defer cancel()

@@ -47,6 +47,7 @@ type FakeEngine struct {
 	srv    *httptest.Server
 	offset atomic.Int64 // clock offset from time.Now, ns
 	down   atomic.Bool
+	held   atomic.Int64 // requests held by Hold now
 
 	mu         sync.Mutex
 	memory     int
@@ -61,6 +62,7 @@ type FakeEngine struct {
 	streams    int                      // /events requests served
 	failNext   map[string]int           // path -> requests still to fail
 	delays     map[string]time.Duration // path -> how long to hold each request
+	holds      map[string]chan struct{} // path -> closed when its requests may go on
 }
 
 type engineSub struct {
@@ -100,7 +102,7 @@ func NewFakeEngine(o FakeEngineOptions) *FakeEngine {
 		o.Memory = 256
 	}
 	e := &FakeEngine{Name: o.Name, memory: o.Memory, block: o.Block, subs: map[*engineSub]struct{}{}, inspect: map[string]container.InspectResponse{},
-		failNext: map[string]int{}, delays: map[string]time.Duration{}}
+		failNext: map[string]int{}, delays: map[string]time.Duration{}, holds: map[string]chan struct{}{}}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	e.Host = "tcp://" + e.srv.Listener.Addr().String()
 	return e
@@ -311,7 +313,30 @@ func (e *FakeEngine) Delay(path string, d time.Duration) {
 	e.mu.Unlock()
 }
 
-// fault applies FailNext and Delay to a request for path; it reports
+// Hold holds every request for path (as Delay does) until release is
+// called, or the request's own context ends; a deterministic slow engine.
+func (e *FakeEngine) Hold(path string) (release func()) {
+	ch := make(chan struct{})
+	e.mu.Lock()
+	e.holds[path] = ch
+	e.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			e.mu.Lock()
+			if e.holds[path] == ch {
+				delete(e.holds, path)
+			}
+			e.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Held is the number of requests Hold is holding now.
+func (e *FakeEngine) Held() int { return int(e.held.Load()) }
+
+// fault applies FailNext, Delay and Hold to a request for path; it reports
 // whether the request was answered (failed) already.
 func (e *FakeEngine) fault(w http.ResponseWriter, r *http.Request, path string) bool {
 	e.mu.Lock()
@@ -320,7 +345,18 @@ func (e *FakeEngine) fault(w http.ResponseWriter, r *http.Request, path string) 
 		e.failNext[path]--
 	}
 	d := e.delays[path]
+	hold := e.holds[path]
 	e.mu.Unlock()
+	if hold != nil {
+		e.held.Add(1)
+		select {
+		case <-hold:
+			e.held.Add(-1)
+		case <-r.Context().Done():
+			e.held.Add(-1)
+			return true
+		}
+	}
 	if d > 0 {
 		t := time.NewTimer(d)
 		select {

@@ -3,7 +3,7 @@
 'use strict';
 (() => {
   const CAP = 2000;               // rows kept in the list (and events kept while paused)
-  const KEYS = ['type', 'event', 'node', 'container', 'image', 'label'];
+  const KEYS = ['type', 'event', 'node', 'container', 'image', 'label', 'healthcheck'];
   const DEFAULT_SINCE = '15m';    // replay window on load
   const CHART_SECONDS = 300;      // the chart shows the last 5 minutes
   const BACKOFF_BASE = 500;       // ms; doubled per failed attempt, with jitter

@@ -5,6 +5,7 @@
 //	sleep D         sleep D
 //	health          exit 0 if /healthy exists, else 1 (a health check)
 //	fail            exit 1
+//	exit N          exit N
 //
 // Without arguments it exits 0 at once.
 package main
@@ -26,6 +27,14 @@ func main() {
 			os.Exit(0)
 		case "fail":
 			os.Exit(1)
+		case "exit":
+			code := 2
+			if i+1 < len(args) {
+				if _, err := fmt.Sscan(args[i+1], &code); err != nil {
+					code = 2
+				}
+			}
+			os.Exit(code)
 		case "sleep", "healthy-for":
 			if i+1 >= len(args) {
 				fmt.Fprintln(os.Stderr, args[i], "needs a duration")

@@ -1,0 +1,228 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	dockerclient "github.com/docker/docker/client"
+
+	"github.com/dockcast/dockcast/gateway/app"
+	"github.com/dockcast/dockcast/gateway/dockerapi"
+	"github.com/dockcast/dockcast/shared/event"
+	"github.com/dockcast/dockcast/shared/testkit"
+)
+
+// sdkFor is the Docker Go SDK pointed at the gateway, negotiating its API
+// version, with a bearer token when tok is not "".
+func sdkFor(t testing.TB, g *gateway, tok string) *dockerclient.Client {
+	t.Helper()
+	opts := []dockerclient.Opt{dockerclient.WithHost("tcp://" + strings.TrimPrefix(g.base, "http://")), dockerclient.WithAPIVersionNegotiation()}
+	if tok != "" {
+		opts = append(opts, dockerclient.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + tok}))
+	}
+	cli, err := dockerclient.NewClientWithOpts(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
+}
+
+// sdkEvents reads an /events answer that ends (until in the past).
+func sdkEvents(t testing.TB, cli *dockerclient.Client, opts events.ListOptions) ([]events.Message, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	msgs, errs := cli.Events(ctx, opts)
+	var out []events.Message
+	for {
+		select {
+		case m := <-msgs:
+			out = append(out, m)
+		case err := <-errs:
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, err
+		}
+	}
+}
+
+// asDocker is what an engine would print for the events, in order.
+func asDocker(evs ...event.Event) []events.Message {
+	var out []events.Message
+	for i := range evs {
+		out = append(out, dockerapi.Message(&evs[i]))
+	}
+	return out
+}
+
+func summary(ms []events.Message) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%s %s %s %d; ", m.Type, m.Action, m.Actor.Attributes["name"], m.TimeNano)
+	}
+	return b.String()
+}
+
+// TestDockerAPI: the gateway answers Docker's /_ping, /version and /events
+// (also under /v1.NN/) for the Go SDK, from the stream: since/until by the
+// events' own times, filters, every node the token may read (narrowing;
+// 403 for another node; 401 without a token), dockcast's synthetic events
+// only when asked, no dockcast.* attributes, until without since as the
+// last 256 events of each node, follow mode live; 404 in Docker's shape
+// for the rest of the API.
+func TestDockerAPI(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	newStream(t, js, "DAPI", 0)
+	nodeA, nodeB := testkit.Unique("web-a"), testkit.Unique("web-b")
+	const tokAll, tokA = "dapi-token-all-0123", "dapi-token-node-a-0123"
+	g := startGateway(t, ns.ClientURL(), "DAPI", map[string]string{"GATEWAY_TOKENS_FILE": writeTokens(t,
+		tokAll+" docker.events.>", tokA+" docker.events."+nodeA+".>")}, app.Options{})
+
+	// Events at known times, 1 s apart, published out of time order for
+	// one (an event resumed after an outage is stored late).
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Second) }
+	var evs []event.Event
+	add := func(ev event.Event) event.Event {
+		publish(t, js, ev)
+		evs = append(evs, ev)
+		return ev
+	}
+	gap := add(event.New(nodeA, event.TypeDockcast, event.ActionGap, "", "", map[string]string{"reason": "first_start"}, at(0)))
+	state := add(event.New(nodeA, "container", event.ActionState, "running", fmt.Sprintf("%064d", 1), map[string]string{"name": "api", "image": "api:1"}, at(0)))
+	start := add(event.New(nodeA, "container", "start", "", fmt.Sprintf("%064d", 1), map[string]string{"name": "api", "image": "api:1", "env": "prod"}, at(1)))
+	hc := add(event.New(nodeA, "container", "exec_die", "", fmt.Sprintf("%064d", 1), map[string]string{"name": "api", "image": "api:1", "env": "prod",
+		"dockcast.healthcheck": "true", "dockcast.command": "/probe health", "exitCode": "0"}, at(2)))
+	startB := add(event.New(nodeB, "container", "start", "", fmt.Sprintf("%064d", 2), map[string]string{"name": "db", "image": "db:1"}, at(3)))
+	late := add(event.New(nodeB, "container", "die", "", fmt.Sprintf("%064d", 2), map[string]string{"name": "db", "image": "db:1", "exitCode": "3"}, at(2)))
+	vol := add(event.New(nodeA, "volume", "create", "", "data", map[string]string{"driver": "local"}, at(4)))
+	_ = gap
+	_ = state
+
+	all := sdkFor(t, g, tokAll)
+	if _, err := all.Ping(context.Background()); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	since, until := event.SinceArg(at(1).UnixNano()), event.SinceArg(at(4).UnixNano())
+	hcWithout := hc
+	hcWithout.Actor.Attributes = map[string]string{"name": "api", "image": "api:1", "env": "prod", "exitCode": "0"}
+	check := func(name string, cli *dockerclient.Client, opts events.ListOptions, want []events.Message) {
+		t.Helper()
+		got, err := sdkEvents(t, cli, opts)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			return
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got  %s\n want %s", name, summary(got), summary(want))
+		}
+		for _, m := range got {
+			for k := range m.Actor.Attributes {
+				if strings.HasPrefix(k, "dockcast.") {
+					t.Errorf("%s: attribute %s in the output", name, k)
+				}
+			}
+		}
+	}
+	f := func(kv ...string) filters.Args {
+		a := filters.NewArgs()
+		for i := 0; i+1 < len(kv); i += 2 {
+			a.Add(kv[i], kv[i+1])
+		}
+		return a
+	}
+	// In stream order; late (stored after startB, timed before it) is in.
+	check("window", all, events.ListOptions{Since: since, Until: until}, asDocker(start, hcWithout, startB, late, vol))
+	check("type=container", all, events.ListOptions{Since: since, Until: until, Filters: f("type", "container")}, asDocker(start, hcWithout, startB, late))
+	check("label", all, events.ListOptions{Since: since, Until: until, Filters: f("label", "env=prod")}, asDocker(start, hcWithout))
+	check("node", all, events.ListOptions{Since: since, Until: until, Filters: f("node", nodeB)}, asDocker(startB, late))
+	check("healthcheck=false", all, events.ListOptions{Since: since, Until: until, Filters: f("healthcheck", "false", "type", "container")}, asDocker(start, startB, late))
+	check("synthetic not by default", all, events.ListOptions{Since: event.SinceArg(at(0).UnixNano()), Until: event.SinceArg(at(1).UnixNano())}, asDocker(start))
+	check("type=dockcast", all, events.ListOptions{Since: event.SinceArg(at(0).UnixNano()), Until: until, Filters: f("type", "dockcast")}, asDocker(gap))
+	check("event=state", all, events.ListOptions{Since: event.SinceArg(at(0).UnixNano()), Until: until, Filters: f("event", "state")}, asDocker(state))
+	// The token for node A: narrowed without a node filter, 403 naming B.
+	onlyA := sdkFor(t, g, tokA)
+	check("token narrowing", onlyA, events.ListOptions{Since: since, Until: until}, asDocker(start, hcWithout, vol))
+	if _, err := sdkEvents(t, onlyA, events.ListOptions{Since: since, Until: until, Filters: f("node", nodeB)}); err == nil || !strings.Contains(err.Error(), nodeB) {
+		t.Errorf("token A asking for node B: %v, want 403 naming it", err)
+	}
+	if _, err := sdkEvents(t, sdkFor(t, g, ""), events.ListOptions{Since: since, Until: until}); err == nil || !strings.Contains(err.Error(), "missing token") {
+		t.Errorf("no token: %v, want 401", err)
+	}
+
+	// until without since: the last 256 engine events of each node at or
+	// before until (synthetic ones do not count).
+	var manyA []event.Event
+	for i := range 300 {
+		manyA = append(manyA, add(event.New(nodeA, "container", "start", "", fmt.Sprintf("%064d", 1000+i), map[string]string{"name": fmt.Sprint("m", i)}, at(10+i))))
+	}
+	lost := add(event.New(nodeA, event.TypeDockcast, event.ActionLost, "", "", map[string]string{"reason": "too_big"}, at(400)))
+	afterUntil := add(event.New(nodeA, "container", "start", "", fmt.Sprintf("%064d", 9), map[string]string{"name": "after"}, at(500)))
+	_ = afterUntil
+	tailUntil := event.SinceArg(at(450).UnixNano())
+	check("until only, node A", all, events.ListOptions{Until: tailUntil, Filters: f("node", nodeA)}, asDocker(manyA[300-256:]...))
+	check("until only, node B", all, events.ListOptions{Until: tailUntil, Filters: f("node", nodeB)}, asDocker(startB, late))
+	check("until only, type=dockcast", all, events.ListOptions{Until: tailUntil, Filters: f("type", "dockcast")}, asDocker(lost))
+	check("until only, filter applies to the tail", all, events.ListOptions{Until: tailUntil, Filters: f("container", "m299")}, asDocker(manyA[299]))
+
+	// Follow: history, then live, until the client hangs up.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, errs := all.Events(ctx, events.ListOptions{Since: event.SinceArg(at(499).UnixNano()), Filters: f("node", nodeA)})
+	next := func() events.Message {
+		t.Helper()
+		select {
+		case m := <-msgs:
+			return m
+		case err := <-errs:
+			t.Fatalf("follow: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("follow: nothing within 30 s")
+		}
+		return events.Message{}
+	}
+	if m := next(); !reflect.DeepEqual(m, asDocker(afterUntil)[0]) {
+		t.Fatalf("follow history: %s", summary([]events.Message{m}))
+	}
+	for i := range 3 {
+		publish(t, js, mkEvent(nodeB, "start", nil)) // not for this filter
+		ev := add(event.New(nodeA, "container", "die", "", fmt.Sprintf("%064d", 9), map[string]string{"name": "after", "exitCode": fmt.Sprint(i)}, time.Now()))
+		if m := next(); !reflect.DeepEqual(m, asDocker(ev)[0]) {
+			t.Fatalf("follow live %d: %s", i, summary([]events.Message{m}))
+		}
+	}
+	cancel()
+
+	// The rest of the API: 404 in Docker's shape.
+	for _, p := range []string{"/containers/json", "/v1.41/info", "/v1.41/containers/x/json", "/images/json"} {
+		resp, err := http.Get(g.base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Message string }
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || err != nil || body.Message != "page not found" {
+			t.Errorf("GET %s: %d %+v %v, want 404 {\"message\":\"page not found\"}", p, resp.StatusCode, body, err)
+		}
+	}
+	for _, p := range []string{"/_ping", "/v1.41/_ping", "/version", "/v1.24/version"} {
+		if code, body := get(g.base + p); code != http.StatusOK {
+			t.Errorf("GET %s: %d %s", p, code, body)
+		}
+	}
+}
