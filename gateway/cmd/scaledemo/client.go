@@ -31,6 +31,7 @@ type client struct {
 	bad      []string
 	lat      []int64 // ns
 	resumes  int
+	slow     int   // slow_consumer closes (each followed by a resume)
 	moved    []int // the gateways it resumed on
 	live     bool
 	stopping bool
@@ -170,6 +171,10 @@ func (c *client) frame(line []byte, now int64) {
 			}
 		}
 	case "error":
+		if bytes.Contains(line, []byte(`"code":"slow_consumer"`)) {
+			c.slow++ // the gateway closes the connection; the client resumes at last+1
+			return
+		}
 		c.bad = append(c.bad, "error frame: "+string(line))
 	}
 }
@@ -188,4 +193,26 @@ func (c *client) snapshot() (first, last uint64, events int, bad []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.first, c.last, c.events, append([]string(nil), c.bad...)
+}
+
+// liveSeq connects to a gateway and returns the sequence of its live frame.
+func liveSeq(ctx context.Context, addr string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.DialContext(ctx, "ws://"+addr+"/ws", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return 0, err
+		}
+		if string(field(data, kType, true)) == "live" {
+			return strconv.ParseUint(string(field(data, kSeq, false)), 10, 64)
+		}
+	}
 }
