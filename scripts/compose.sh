@@ -28,11 +28,21 @@ else
 	echo "compose: neither \`docker compose\` (v2) nor \`docker-compose\` (v1) is installed" >&2
 	exit 1
 fi
-# Compose files given (-f deploy/edge/centre.yml, …): those alone, their
-# relative paths resolved from the first one's directory, as compose does.
+# Compose files given before the subcommand (-f deploy/edge/centre.yml, …):
+# those alone, their relative paths resolved from the first one's
+# directory, as compose does. (After the subcommand, -f is its own flag:
+# `logs -f`.)
+prev=""
 for a in "$@"; do
+	case "$prev" in -p | --project-name | --env-file | --profile)
+		prev=""
+		continue
+		;;
+	esac
 	case "$a" in
-	-f | --file | -f* | --file=*) exec "${compose[@]}" "$@" ;;
+	-f | --file | --file=*) exec "${compose[@]}" "$@" ;;
+	-*) prev="$a" ;;
+	*) break ;;
 	esac
 done
 files=(-f "$root/docker-compose.yml")
