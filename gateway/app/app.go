@@ -24,6 +24,7 @@ import (
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
 	"github.com/dockcast/dockcast/gateway/server"
+	"github.com/dockcast/dockcast/gateway/snapshot"
 	"github.com/dockcast/dockcast/shared/natsutil"
 )
 
@@ -53,6 +54,9 @@ type Options struct {
 	Reload <-chan struct{}
 	// Listener, if set, is served instead of listening on GATEWAY_ADDR.
 	Listener net.Listener
+	// SnapshotHook, if set, is called at each stage of a snapshot=1
+	// (snapshot.Source.Hook; tests make a snapshot slow with it).
+	SnapshotHook func(stage string)
 }
 
 // Run serves until ctx ends. Only a failure to listen is an error: NATS
@@ -99,8 +103,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) er
 	if o.ReplayTurnMessages > 0 {
 		rp.TurnMessages = o.ReplayTurnMessages
 	}
+	snap := &snapshot.Source{JS: js, Stream: cfg.Stream, Log: log.With("component", "snapshot"), Hook: o.SnapshotHook}
 	srv := server.NewServer(log, cfg, server.Deps{
-		Hub: h, Replayer: rp, Metrics: m, Options: o.Server,
+		Hub: h, Replayer: rp, Snapshot: snap, Metrics: m, Options: o.Server,
 		NATSConnected: func() bool { return nc.Status() == nats.CONNECTED },
 	})
 

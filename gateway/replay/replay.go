@@ -48,6 +48,9 @@ type Request struct {
 	FromSeq uint64
 	Epoch   string
 	Since   time.Time
+	// Prelude, if set, is queued after the status frames, before any
+	// replayed event (a snapshot's state and snapshot_end frames).
+	Prelude [][]byte
 }
 
 // New makes a replayer allowing concurrency turns at once. m may be nil.
@@ -79,6 +82,13 @@ func (r *Replayer) Run(ctx context.Context, c *client.Client, req Request) error
 	liveFrom, ok := r.hub.JoinBuffering(c, req.FromSeq, req.FromSeq, req.Epoch)
 	if !ok {
 		return client.ErrClosed
+	}
+	for _, f := range req.Prelude {
+		if !c.Replay(0, f) {
+			if err := c.WaitRoom(ctx); err != nil {
+				return client.ErrClosed
+			}
+		}
 	}
 	st := &state{c: c, epoch: c.Epoch(), liveFrom: liveFrom, requested: req.FromSeq, next: req.FromSeq, since: req.Since}
 	retry := backoff.New(r.RetryWait, 5*time.Second)

@@ -26,12 +26,14 @@ type Query struct {
 	Epoch string
 	// Token is the token parameter ("" when absent).
 	Token string
+	// Snapshot: snapshot=1, the container states before the events.
+	Snapshot bool
 }
 
 // Replay reports whether the client asked for history.
 func (r Query) Replay() bool { return r.FromSeq > 0 || !r.Since.IsZero() }
 
-var known = map[string]bool{"filter": true, "since": true, "from_seq": true, "epoch": true, "token": true}
+var known = map[string]bool{"filter": true, "since": true, "from_seq": true, "epoch": true, "token": true, "snapshot": true}
 
 // ParseQuery validates q; now resolves durations in since. Each error is
 // one line naming the parameter.
@@ -44,9 +46,9 @@ func ParseQuery(q url.Values, now time.Time) (Query, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return Query{}, fmt.Errorf("unknown parameter %q (accepted: filter, since, from_seq, epoch, token)", truncate(unknown[0]))
+		return Query{}, fmt.Errorf("unknown parameter %q (accepted: filter, since, from_seq, epoch, token, snapshot)", truncate(unknown[0]))
 	}
-	for _, k := range []string{"since", "from_seq", "epoch", "token"} {
+	for _, k := range []string{"since", "from_seq", "epoch", "token", "snapshot"} {
 		if len(q[k]) > 1 {
 			return Query{}, fmt.Errorf("%s: given %d times, at most once", k, len(q[k]))
 		}
@@ -82,6 +84,18 @@ func ParseQuery(q url.Values, now time.Time) (Query, error) {
 			return Query{}, fmt.Errorf("epoch: %w", err)
 		}
 		r.Epoch = vs[0]
+	}
+	if vs, ok := q["snapshot"]; ok {
+		switch vs[0] {
+		case "1":
+			r.Snapshot = true
+		case "0":
+		default:
+			return Query{}, fmt.Errorf("snapshot: %q is not 1 or 0", truncate(vs[0]))
+		}
+		if r.Snapshot && r.Replay() {
+			return Query{}, errors.New("snapshot: not with since or from_seq (the snapshot is the start: the events after it follow)")
+		}
 	}
 	if vs, ok := q["token"]; ok {
 		if vs[0] == "" {

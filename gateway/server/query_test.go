@@ -87,3 +87,24 @@ func FuzzParseQuery(f *testing.F) {
 		}
 	})
 }
+
+func TestParseQuerySnapshot(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	r, err := ParseQuery(url.Values{"snapshot": {"1"}, "filter": {"label=env=prod", "event=die"}}, now)
+	if err != nil || !r.Snapshot || r.Replay() {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if r, err := ParseQuery(url.Values{"snapshot": {"0"}, "since": {"1m"}}, now); err != nil || r.Snapshot {
+		t.Fatalf("snapshot=0: %+v %v", r, err)
+	}
+	for _, bad := range []url.Values{
+		{"snapshot": {"1"}, "since": {"1m"}}, {"snapshot": {"1"}, "from_seq": {"5"}},
+		{"snapshot": {"1"}, "from_seq": {"5"}, "epoch": {"1764097465217300886"}},
+		{"snapshot": {"yes"}}, {"snapshot": {""}}, {"snapshot": {"1", "1"}},
+	} {
+		if _, err := ParseQuery(bad, now); err == nil || !strings.Contains(err.Error(), "snapshot") {
+			t.Errorf("%v: %v, want a refusal naming snapshot", bad, err)
+		}
+	}
+}

@@ -32,9 +32,11 @@ import (
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
 	"github.com/dockcast/dockcast/gateway/replay"
+	"github.com/dockcast/dockcast/gateway/snapshot"
 	"github.com/dockcast/dockcast/gateway/sse"
 	"github.com/dockcast/dockcast/gateway/web"
 	"github.com/dockcast/dockcast/gateway/ws"
+	"github.com/dockcast/dockcast/shared/backoff"
 )
 
 // Limits on a request.
@@ -63,6 +65,8 @@ type Options struct {
 type Deps struct {
 	Hub      *hub.Hub
 	Replayer *replay.Replayer
+	// Snapshot takes the container states for snapshot=1 (nil: refused).
+	Snapshot *snapshot.Source
 	Metrics  *metrics.Metrics
 	// NATSConnected reports the NATS connection state, for /readyz.
 	NATSConnected func() bool
@@ -250,6 +254,14 @@ func (s *Server) connected(c *client.Client) {
 		return
 	}
 	q := v.(*Admitted).Query
+	if q.Snapshot && !q.Replay() { // (an SSE reconnect resumes from its Last-Event-ID instead)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.snapshot(c, q)
+		}()
+		return
+	}
 	if !q.Replay() {
 		s.deps.Hub.JoinLive(c)
 		return
@@ -259,6 +271,53 @@ func (s *Server) connected(c *client.Client) {
 		defer s.wg.Done()
 		_ = s.deps.Replayer.Run(s.ctx, c, replay.Request{FromSeq: q.FromSeq, Epoch: q.Epoch, Since: q.Since})
 	}()
+}
+
+// snapshot sends c the container states its filter selects, then the
+// events after them (package snapshot); a failing snapshot (NATS away) is
+// retried, as replay turns are, until the client leaves.
+func (s *Server) snapshot(c *client.Client, q Query) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if s.deps.Snapshot == nil {
+		c.End(client.Shutdown, "snapshot=1 is not available on this gateway")
+		return
+	}
+	sel, err := snapshot.Selection(q.Filter)
+	if err != nil { // cannot be: the terms were parsed already
+		s.log.Error("snapshot selection", "err", err)
+		c.End(client.Shutdown, "snapshot: "+err.Error())
+		return
+	}
+	may := func(subj string) bool {
+		return c.Spec.Patterns == nil || auth.Allowed(c.Spec.Patterns, []string{subj}) == nil
+	}
+	retry := backoff.New(250*time.Millisecond, 5*time.Second)
+	for {
+		snap, err := s.deps.Snapshot.Take(ctx, sel, may)
+		var frames [][]byte
+		if err == nil {
+			frames, err = snap.Frames()
+		}
+		if err == nil {
+			_ = s.deps.Replayer.Run(ctx, c, replay.Request{FromSeq: snap.Seq + 1, Epoch: snap.Epoch, Prelude: frames})
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("snapshot failed; retrying", "err", err)
+		if retry.Wait(ctx) != nil {
+			return
+		}
+	}
 }
 
 func (s *Server) disconnected(c *client.Client) {

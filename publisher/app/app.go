@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dockcast/dockcast/publisher/config"
+	"github.com/dockcast/dockcast/publisher/containerkv"
 	"github.com/dockcast/dockcast/publisher/docker"
 	"github.com/dockcast/dockcast/publisher/embedded"
 	"github.com/dockcast/dockcast/publisher/history"
@@ -29,6 +30,7 @@ import (
 	"github.com/dockcast/dockcast/publisher/stream"
 	"github.com/dockcast/dockcast/shared/backoff"
 	shared "github.com/dockcast/dockcast/shared/config"
+	"github.com/dockcast/dockcast/shared/containerstate"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/natsutil"
 	"github.com/dockcast/dockcast/shared/status"
@@ -73,6 +75,9 @@ type App struct {
 	// Stored, if set, is called for every event stored, in stream order,
 	// with its stream sequence (stream.Writer.Stored); it must not block.
 	Stored func(seq uint64, it *queue.Item)
+	// StatesPoll is how often an edge publisher folds the central stream
+	// into the container states (default 2s).
+	StatesPoll time.Duration
 	// Listening, if set, is called with the HTTP server's address.
 	Listening func(addr string)
 
@@ -192,7 +197,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		a.Log.Info("node lease taken", "node", node, "holder", key.Holder)
 		want := a.streamConfig()
-		out = sink{name: cfg.Stream, current: func() jetstream.Stream { return st }, missing: func(ctx context.Context) error {
+		out = sink{name: cfg.Stream, current: func() jetstream.Stream { return st }, central: js, missing: func(ctx context.Context) error {
 			_, err := natsutil.EnsureSharedStream(ctx, js, want, cfg.Explicit(), a.Log)
 			return err
 		}}
@@ -231,9 +236,32 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 	tagger := docker.NewHealthTagger(cli, log.With("component", "healthcheck"))
 	stages := append([]queue.Stage{tagger.Stage}, a.Stages...)
 	writeQueue := queue.New(int64(cfg.QueueMaxBytes) / 8)
+	// The container states for list-then-watch, kept where the gateways
+	// read: from what the writer stored (direct mode), or by folding the
+	// central stream (edge mode: the writer's sequences are the local
+	// stream's).
+	stored := a.Stored
+	keeper := &containerkv.Keeper{Node: node, Log: log.With("component", "containers"),
+		Open: func(ctx context.Context) (jetstream.KeyValue, error) {
+			return containerstate.EnsureBucket(ctx, out.central, cfg.Stream, cfg.Replicas)
+		},
+		OpenStream: func(ctx context.Context) (jetstream.Stream, error) { return out.central.Stream(ctx, cfg.Stream) },
+	}
+	if cfg.Edge() {
+		keeper.Poll = a.statesPoll()
+	} else {
+		keeper.Stream = out.current()
+		stored = keeper.Stored
+		if a.Stored != nil {
+			stored = func(seq uint64, it *queue.Item) {
+				keeper.Stored(seq, it)
+				a.Stored(seq, it)
+			}
+		}
+	}
 	writer := &stream.Writer{
 		Conn: nc, Stream: out.name, Queue: writeQueue, Metrics: a.Metrics, Log: log.With("component", "writer"),
-		AckTimeout: a.AckTimeout, Stored: a.Stored, MaxBatch: a.maxBatch,
+		AckTimeout: a.AckTimeout, Stored: stored, MaxBatch: a.maxBatch,
 	}
 	writer.StreamMissing = func(ctx context.Context) error {
 		err := out.missing(ctx)
@@ -303,6 +331,9 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		}
 		return nil
 	})
+	g.Go(func() error { // 7. the container states, until the writer is done
+		return keeper.Run(statusCtx)
+	})
 	g.Go(func() error { // 5. the drain deadline
 		<-readCtx.Done()
 		log.Info("shutting down: draining the queue", "queue", a.Queue.Len(), "deadline", a.DrainTimeout)
@@ -334,6 +365,13 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 	}
 	log.Info("publisher stopped")
 	return nil
+}
+
+func (a *App) statesPoll() time.Duration {
+	if a.StatesPoll > 0 {
+		return a.StatesPoll
+	}
+	return 2 * time.Second
 }
 
 // connect dials NATS (it reconnects forever on its own).

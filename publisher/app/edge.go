@@ -48,6 +48,9 @@ type sink struct {
 	renamed func() string
 	upkeep  func(ctx context.Context)
 	bucket  func(ctx context.Context) (jetstream.KeyValue, error)
+	// central is the JetStream of the stream gateways read (the hub's
+	// domain in edge mode): the container states are kept there.
+	central jetstream.JetStream
 }
 
 // edge is the state of a publisher in edge mode.
@@ -248,7 +251,7 @@ func (e *edge) missing(ctx context.Context) error {
 func (e *edge) sink() sink {
 	return sink{
 		name: e.currentName(), current: e.current, missing: e.missing, renamed: e.currentName,
-		upkeep: e.upkeep, bucket: e.waitBucket,
+		upkeep: e.upkeep, bucket: e.waitBucket, central: e.hub,
 	}
 }
 

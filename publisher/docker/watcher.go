@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -72,6 +73,11 @@ type Watcher struct {
 	PingInterval time.Duration
 	// CallTimeout bounds each non-streaming Docker call.
 	CallTimeout time.Duration
+	// Scheme is "https" when the engine is reached over TLS, else "http";
+	// "" means https if DOCKER_CERT_PATH is set (as client.FromEnv
+	// decides). /events is requested through the client's own HTTP
+	// client, see openEvents.
+	Scheme string
 	// RoomAfterOverflow is the queue size in bytes to wait for after an
 	// overflow (default: half the queue's bound).
 	RoomAfterOverflow int64
@@ -99,6 +105,9 @@ func (w *Watcher) defaults() {
 	}
 	if w.CallTimeout <= 0 {
 		w.CallTimeout = DefaultCallTimeout
+	}
+	if w.Scheme == "" && os.Getenv("DOCKER_CERT_PATH") != "" {
+		w.Scheme = "https" // the Docker client's TLS from the environment (client.FromEnv)
 	}
 	if w.RoomAfterOverflow <= 0 {
 		w.RoomAfterOverflow = w.Queue.MaxBytes() / 2
@@ -284,37 +293,38 @@ func (w *Watcher) read(ctx context.Context, since int64, gap string) error {
 	var pinger sync.WaitGroup
 	defer pinger.Wait()
 	defer cancel(nil)
-	msgs, errs := w.Client.Events(lctx, events.ListOptions{Since: event.SinceArg(since), Filters: w.Filter.Args()})
+	s, err := openEvents(lctx, w.Client, w.Scheme, events.ListOptions{Since: event.SinceArg(since), Filters: w.Filter.Args()})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
 	w.Log.Info("following docker events", "since", event.SinceArg(since), "gap", gap)
 	w.Ready(true)
 	pinger.Add(1)
 	go func() { defer pinger.Done(); w.ping(lctx, cancel) }()
+	var m events.Message
 	for {
-		select {
-		case <-lctx.Done():
-			if err := context.Cause(lctx); ctx.Err() == nil && err != nil {
-				return err // the pinger's
+		if err := s.Next(&m); err != nil {
+			if cause := context.Cause(lctx); lctx.Err() != nil && ctx.Err() == nil && cause != nil {
+				return cause // the pinger's
 			}
-			return ctx.Err()
-		case err := <-errs:
-			if cause := context.Cause(lctx); lctx.Err() != nil && cause != nil && ctx.Err() == nil {
-				return cause
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			if err == nil || errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) {
 				err = errors.New("the engine closed the event stream")
 			}
 			return fmt.Errorf("docker events: %w", err)
-		case m := <-msgs:
-			e := event.FromDocker(w.Node, m)
-			if w.Metrics != nil {
-				w.Metrics.Received(e.Time)
-			}
-			if floor.seen(&e) {
-				continue
-			}
-			if err := w.take(e); err != nil {
-				return err
-			}
+		}
+		e := event.FromDockerMessage(w.Node, &m) // the next Next decodes into new strings and a new map
+		if w.Metrics != nil {
+			w.Metrics.Received(e.Time)
+		}
+		if floor.seen(&e) {
+			continue
+		}
+		if err := w.take(e); err != nil {
+			return err
 		}
 	}
 }
@@ -401,17 +411,20 @@ func (w *Watcher) covered(ctx context.Context, t int64) (bool, error) {
 func (w *Watcher) finite(ctx context.Context, opts events.ListOptions, fn func(events.Message) error) error {
 	fctx, cancel := w.call(ctx)
 	defer cancel()
-	msgs, errs := w.Client.Events(fctx, opts)
+	s, err := openEvents(fctx, w.Client, w.Scheme, opts)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var m events.Message
 	for {
-		select {
-		case m := <-msgs:
-			if err := fn(m); err != nil {
-				return err
-			}
-		case err := <-errs:
-			if err == nil || errors.Is(err, io.EOF) {
+		if err := s.Next(&m); err != nil {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
+			return fmt.Errorf("docker events: %w", err)
+		}
+		if err := fn(m); err != nil {
 			return err
 		}
 	}

@@ -31,6 +31,15 @@ const (
 	DefaultReadTimeout   = time.Second
 	DefaultRetryMin      = 50 * time.Millisecond
 	DefaultRetryMax      = 2 * time.Second
+	// DefaultMaxInFlight is how many batches the writer sends before the
+	// first is acknowledged (see Writer.MaxInFlight).
+	DefaultMaxInFlight = 4
+	// mispredictionsAllowed is how many pipelined batches the stream may
+	// refuse for an expectation that did not hold (another writer on the
+	// stream in between, or a clustered stream, which takes one
+	// expectation per subject at a time) before the writer stops
+	// pipelining.
+	mispredictionsAllowed = 3
 )
 
 // headerRoom is what the writer's headers may add to a message: an event
@@ -55,6 +64,8 @@ const (
 	errCodeUnsupHdr   = 10177 // atomic publish unsupported header
 	errCodeMsgTooBig  = 10054 // message size exceeds maximum allowed
 	errCodeNotFound   = 10059 // stream not found
+	errCodeWrongLast  = 10071 // wrong last sequence: {seq}
+	errCodeWrongLastC = 10164 // wrong last sequence (a clustered stream with an expectation on the subject in flight)
 )
 
 // Writer drains a queue into the stream: every item exactly once, in the
@@ -87,6 +98,10 @@ type Writer struct {
 	AckTimeout, ReadTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts.
 	RetryMin, RetryMax time.Duration
+	// MaxInFlight bounds the batches sent and not yet acknowledged
+	// (DefaultMaxInFlight); 1 sends one batch at a time. See
+	// [Writer.pipeline].
+	MaxInFlight int
 	// StreamMissing, if set, is called when the stream does not exist;
 	// it creates it again (direct mode) or reports why it cannot.
 	StreamMissing func(ctx context.Context) error
@@ -99,6 +114,18 @@ type Writer struct {
 	last   map[string]uint64 // node -> its last sequence in the stream, once known
 	single bool              // the stream has no atomic batches: one message at a time
 	retry  *backoff.Backoff
+
+	// Pipelining (see pipeline).
+	alone          bool           // the last stored batch followed the node's previous last sequence directly
+	mispredictions int            // pipelined batches refused for an expectation that did not hold
+	sentAhead      int            // batches sent before the one ahead of them was acknowledged
+	flights        []*flight      // sent, oldest first
+	held           []queue.Item   // popped for the window, but of another node: sent once the window is empty
+	inbox          string         // reply subjects of pipelined commits: inbox.<n>
+	replies        chan *nats.Msg // their acknowledgements
+	replySub       *nats.Subscription
+	nextReply      uint64
+	spare          [][]queue.Item // batch slices to reuse
 
 	mu      sync.Mutex
 	failing error     // why the last attempt failed; nil after a success
@@ -130,6 +157,9 @@ func (w *Writer) init() {
 	if w.Log == nil {
 		w.Log = slog.New(slog.DiscardHandler)
 	}
+	if w.MaxInFlight < 1 {
+		w.MaxInFlight = DefaultMaxInFlight
+	}
 	w.retry = backoff.New(w.RetryMin, w.RetryMax)
 	w.last = map[string]uint64{}
 }
@@ -137,17 +167,32 @@ func (w *Writer) init() {
 // Run writes until the queue is closed and drained (nil) or ctx ends.
 func (w *Writer) Run(ctx context.Context) error {
 	w.init()
-	var batch []queue.Item
+	defer func() {
+		if w.replySub != nil {
+			_ = w.replySub.Unsubscribe()
+		}
+	}()
 	for {
+		batch := w.held
+		w.held = nil
+		if batch == nil {
+			var err error
+			batch, err = w.Queue.Next(ctx, w.slice(), w.MaxBatch, w.MaxBatchBytes)
+			if err != nil {
+				return err
+			}
+			if len(batch) == 0 {
+				return nil // closed and drained
+			}
+		}
 		var err error
-		batch, err = w.Queue.Next(ctx, batch[:0], w.MaxBatch, w.MaxBatchBytes)
+		if w.pipelining() {
+			err = w.pipeline(ctx, batch)
+		} else {
+			err = w.store(ctx, batch)
+			w.recycle(batch)
+		}
 		if err != nil {
-			return err
-		}
-		if len(batch) == 0 {
-			return nil // closed and drained
-		}
-		if err := w.store(ctx, batch); err != nil {
 			return err
 		}
 	}
@@ -319,23 +364,35 @@ func (w *Writer) storeChunks(ctx context.Context, items []queue.Item, n int) err
 // expects the node's last sequence that settle read, so a stream that took
 // the batch meanwhile refuses it. It never rests on the duplicate window.
 func (w *Writer) settle(ctx context.Context, items []queue.Item) (stored bool, seq uint64, err error) {
-	node, lastID := items[0].Event.Node, items[len(items)-1].Event.ID
+	idx, seq, err := w.settleAny(ctx, items[0].Event.Node, []string{items[len(items)-1].Event.ID})
+	return idx == 0, seq, err
+}
+
+// settleAny is settle for several batches sent in order (pipeline):
+// lastIDs are their last events' ids. It returns the index of the batch
+// whose last event is the node's last message (the stream holds it and
+// every batch before it) and its sequence, or -1 when the stream holds
+// none of them (the node's last sequence is then adopted).
+func (w *Writer) settleAny(ctx context.Context, node string, lastIDs []string) (idx int, seq uint64, err error) {
 	for {
 		actx, cancel := context.WithTimeout(ctx, w.ReadTimeout)
 		last, err := history.Last(actx, w.Conn, w.APIPrefix, w.Stream, node)
 		cancel()
 		switch {
-		case err == nil && last.ID == lastID:
-			w.count("stored")
-			return true, last.Seq, nil
 		case err == nil:
+			for i, id := range lastIDs {
+				if last.ID == id {
+					w.count("stored")
+					return i, last.Seq, nil
+				}
+			}
 			w.adopt(node, last.Seq)
 			w.count("not_stored")
-			return false, 0, nil
+			return -1, 0, nil
 		case errors.Is(err, history.ErrNoMessage):
 			w.adopt(node, 0)
 			w.count("not_stored")
-			return false, 0, nil
+			return -1, 0, nil
 		case errors.Is(err, history.ErrStreamNotFound) && w.StreamMissing != nil:
 			w.Log.Warn("stream missing: creating it again", "stream", w.Stream)
 			if err := w.StreamMissing(ctx); err != nil {
@@ -349,10 +406,10 @@ func (w *Writer) settle(ctx context.Context, items []queue.Item) (stored bool, s
 			w.Log.Debug("cannot read the node's last message yet", "node", node, "err", err)
 		}
 		if ctx.Err() != nil {
-			return false, 0, ctx.Err()
+			return -1, 0, ctx.Err()
 		}
 		if err := w.retry.Wait(ctx); err != nil {
-			return false, 0, err
+			return -1, 0, err
 		}
 	}
 }
@@ -408,6 +465,25 @@ func (w *Writer) expectation(ctx context.Context, node string) (uint64, error) {
 // whose id it still remembered).
 func (w *Writer) send(ctx context.Context, items []queue.Item, expect uint64) (uint64, bool, error) {
 	node := items[0].Event.Node
+	commit, err := w.publish(items, expect)
+	if err != nil {
+		return 0, false, err
+	}
+	actx, cancel := context.WithTimeout(ctx, w.AckTimeout)
+	defer cancel()
+	resp, err := w.Conn.RequestMsgWithContext(actx, commit)
+	if err != nil {
+		return 0, false, fmt.Errorf("publish %d events to %s: %w", len(items), subject.Node(node), err)
+	}
+	return parseAck(resp.Data, len(items), node)
+}
+
+// publish publishes every item of a batch but its last (the commit, or
+// the single message), which it returns for the caller to send as a
+// request: the first message expects the node's last sequence to be
+// expect. Each message carries the event's id as its Nats-Msg-Id.
+func (w *Writer) publish(items []queue.Item, expect uint64) (*nats.Msg, error) {
+	node := items[0].Event.Node
 	batchID := ""
 	if len(items) > 1 {
 		batchID = nuid.Next()
@@ -437,28 +513,33 @@ func (w *Writer) send(ctx context.Context, items []queue.Item, expect uint64) (u
 			break // the commit (or the single message) is a request
 		}
 		if err := w.Conn.PublishMsg(m); err != nil {
-			return 0, false, fmt.Errorf("publish batch to %s: %w", m.Subject, err)
+			return nil, fmt.Errorf("publish batch to %s: %w", m.Subject, err)
 		}
 	}
-	actx, cancel := context.WithTimeout(ctx, w.AckTimeout)
-	defer cancel()
-	resp, err := w.Conn.RequestMsgWithContext(actx, m)
-	if err != nil {
-		return 0, false, fmt.Errorf("publish %d events to %s: %w", len(items), subject.Node(node), err)
+	// The last message keeps its own header values: the caller sends it
+	// after this returns.
+	m.Header[hdrMsgID] = []string{items[len(items)-1].Event.ID}
+	if batchID != "" {
+		m.Header[hdrBatchSeq] = []string{strconv.Itoa(len(items))}
 	}
+	return m, nil
+}
+
+// parseAck reads the acknowledgement of a batch of n events of node.
+func parseAck(data []byte, n int, node string) (uint64, bool, error) {
 	var ack struct {
 		Seq       uint64    `json:"seq"`
 		Duplicate bool      `json:"duplicate"`
 		Error     *apiError `json:"error"`
 	}
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, false, fmt.Errorf("publish %d events to %s: bad acknowledgement %q: %w", len(items), subject.Node(node), resp.Data, err)
+	if err := json.Unmarshal(data, &ack); err != nil {
+		return 0, false, fmt.Errorf("publish %d events to %s: bad acknowledgement %q: %w", n, subject.Node(node), data, err)
 	}
 	if ack.Error != nil {
 		return 0, false, ack.Error
 	}
 	if ack.Seq == 0 {
-		return 0, false, fmt.Errorf("publish %d events to %s: acknowledgement without a sequence: %q", len(items), subject.Node(node), resp.Data)
+		return 0, false, fmt.Errorf("publish %d events to %s: acknowledgement without a sequence: %q", n, subject.Node(node), data)
 	}
 	return ack.Seq, ack.Duplicate, nil
 }
@@ -485,7 +566,10 @@ func (w *Writer) done(items []queue.Item, seq uint64, duplicate bool) {
 		}
 		return
 	}
-	w.last[items[0].Event.Node] = seq
+	node := items[0].Event.Node
+	prev, known := w.last[node]
+	w.alone = known && seq == prev+uint64(len(items))
+	w.last[node] = seq
 	first := seq - uint64(len(items)-1)
 	if w.Metrics != nil {
 		w.Metrics.EventsPublished.Add(float64(len(items)))

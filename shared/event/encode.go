@@ -74,6 +74,20 @@ func appendField(dst []byte, key, value string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plainASCII[b] is true for the ASCII bytes encoding/json writes as they
+// are in a string (with HTML escaping).
+var plainASCII = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
+// AppendString appends s as a JSON string, quoted and escaped exactly as
+// encoding/json does (with HTML escaping), for encoders of other types
+// that must match encoding/json byte for byte.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
 // appendString quotes s as encoding/json does with HTML escaping: ", \ and
 // control characters escaped, <, > and & as \u003c…, invalid UTF-8 as
 // \ufffd, U+2028 and U+2029 as \u2028 and \u2029.
@@ -82,7 +96,7 @@ func appendString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if plainASCII[b] {
 				i++
 				continue
 			}

@@ -130,6 +130,20 @@ func ID(node string, timeNano int64, typ, dockerAction, actorID string) string {
 // FromDocker converts an engine event into the bus payload for node.
 // It accepts the legacy fields (Status, ID, From) of old engines.
 func FromDocker(node string, m events.Message) Event {
+	attrs := make(map[string]string, len(m.Actor.Attributes)+1)
+	for k, v := range m.Actor.Attributes {
+		attrs[k] = v
+	}
+	m.Actor.Attributes = attrs
+	return FromDockerMessage(node, &m)
+}
+
+// FromDockerMessage is FromDocker for a message the caller hands over:
+// the event takes m's attribute map as its own (adding "image" to it for
+// an old engine's event) instead of copying it, so the caller must not
+// use the map afterwards. The publisher's reader decodes every event into
+// a new map and hands it over.
+func FromDockerMessage(node string, m *events.Message) Event {
 	timeNano := m.TimeNano
 	if timeNano == 0 {
 		timeNano = m.Time * int64(time.Second)
@@ -146,9 +160,9 @@ func FromDocker(node string, m events.Message) Event {
 	if actorID == "" {
 		actorID = m.ID
 	}
-	attrs := make(map[string]string, len(m.Actor.Attributes)+1)
-	for k, v := range m.Actor.Attributes {
-		attrs[k] = v
+	attrs := m.Actor.Attributes
+	if attrs == nil {
+		attrs = make(map[string]string, 1)
 	}
 	if _, ok := attrs["image"]; !ok && m.From != "" && typ == "container" {
 		attrs["image"] = m.From

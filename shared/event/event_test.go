@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,29 @@ func FuzzAppendJSONIsEncodingJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestFromDockerMessageTakesTheMapFromDockerCopies(t *testing.T) {
+	t.Parallel()
+	mk := func() events.Message {
+		return events.Message{Status: "start", ID: "abc", From: "busybox", Type: "container", Action: "start",
+			Actor: events.Actor{ID: "abc", Attributes: map[string]string{"name": "web-1"}}, TimeNano: 12345}
+	}
+	m := mk()
+	copied := FromDocker("n", m)
+	if len(m.Actor.Attributes) != 1 {
+		t.Fatalf("FromDocker changed the caller's map: %v", m.Actor.Attributes)
+	}
+	owned := FromDockerMessage("n", &m)
+	if !reflect.DeepEqual(copied, owned) {
+		t.Fatalf("FromDockerMessage %#v, FromDocker %#v", owned, copied)
+	}
+	if m.Actor.Attributes["image"] != "busybox" {
+		t.Fatal("FromDockerMessage copied the map instead of taking it")
+	}
+	none := mk()
+	none.Actor.Attributes = nil
+	if e := FromDockerMessage("n", &none); e.Actor.Attributes == nil || e.Actor.Attributes["image"] != "busybox" {
+		t.Fatalf("no attributes: %v", e.Actor.Attributes)
+	}
 }

@@ -438,6 +438,11 @@ func (e *FakeEngine) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func write(w http.ResponseWriter, b []byte) error {
+	_, err := w.Write(b)
+	return err
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
@@ -508,9 +513,9 @@ func (e *FakeEngine) events(w http.ResponseWriter, r *http.Request) {
 	if fl != nil {
 		fl.Flush()
 	}
-	enc := json.NewEncoder(w)
+	var line []byte
 	for _, m := range buffered {
-		if enc.Encode(m) != nil {
+		if line = appendMessage(line[:0], &m); write(w, line) != nil {
 			return
 		}
 	}
@@ -533,7 +538,7 @@ func (e *FakeEngine) events(w http.ResponseWriter, r *http.Request) {
 		case <-deadline:
 			return
 		case m := <-sub.ch:
-			if enc.Encode(m) != nil {
+			if line = appendMessage(line[:0], &m); write(w, line) != nil {
 				return
 			}
 			if len(sub.ch) == 0 && fl != nil {

@@ -38,6 +38,7 @@
 // BENCH_SCALE=Field=value,… (override the sizes of scale in
 // orchestrate.go, e.g. LatClients=50), BENCH_GATEWAY_LOG (the gateways'
 // LOG_LEVEL, default warn), BENCH_KEEP=1 (keep the logs and stores),
-// BENCH_OUT=<file> (where the markdown report goes; a full run writes
+// BENCH_PUBLISHER=<binary> (the publisher under test instead of
+// bin/publisher, to compare two builds in one run), BENCH_OUT=<file> (where the markdown report goes; a full run writes
 // docs/benchmarks-fanout.md).
 package main

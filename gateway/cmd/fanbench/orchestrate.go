@@ -104,6 +104,7 @@ type orchestrator struct {
 	profileDir      string
 	gatewayLog      string // LOG_LEVEL of the gateways (BENCH_GATEWAY_LOG, default warn)
 	pipelineOpen    bool   // BENCH_PIPELINE_OPEN=1: drive the stand-in engine open loop
+	publisherBin    string // BENCH_PUBLISHER: the publisher binary (default bin/publisher), to compare builds
 	log             io.Writer
 
 	nats    *child
@@ -127,6 +128,7 @@ func runOrchestrator(ctx context.Context, getenv func(string) string, stdout, st
 	o.scenarios = listEnv(getenv("BENCH_SCENARIOS"), []string{scIdle, scFlat, scLatency, scHeld, scStorm, scBreakdown, scPublisher})
 	o.profileDir = getenv("BENCH_PROFILE")
 	o.pipelineOpen = getenv("BENCH_PIPELINE_OPEN") != ""
+	o.publisherBin = getenv("BENCH_PUBLISHER")
 	if o.gatewayLog = getenv("BENCH_GATEWAY_LOG"); o.gatewayLog == "" {
 		o.gatewayLog = "warn"
 	}

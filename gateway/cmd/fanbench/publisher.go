@@ -25,8 +25,13 @@ const pubNode = "pubbench"
 func (o *orchestrator) publisherBench(ctx context.Context) *publisherResult {
 	n := o.sc.PubEvents
 	r := &publisherResult{Events: n, RawPayload: payloadSize()}
-	o.logf("publisher: raw: %d acknowledged async publishes", n)
-	first, acked, err := o.pub.publish(ctx, n, 0)
+	o.logf("publisher: raw: %d acknowledged async publishes of prebuilt payloads", n)
+	msgs, err := o.pub.prebuilt(n)
+	if err != nil {
+		r.Err = "raw: " + err.Error()
+		return r
+	}
+	first, acked, err := o.pub.publishAll(ctx, msgs)
 	if err != nil {
 		r.Err = "raw: " + err.Error()
 		return r
@@ -79,7 +84,11 @@ func (o *orchestrator) pipeline(ctx context.Context, b *testing.B, r *publisherR
 		return err
 	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	p, err := startChild("publisher", o.dir, filepath.Join(o.root, "bin", "publisher"), nil, []string{
+	bin := o.publisherBin
+	if bin == "" {
+		bin = filepath.Join(o.root, "bin", "publisher")
+	}
+	p, err := startChild("publisher", o.dir, bin, nil, []string{
 		"NATS_URL=" + o.natsURL, "DOCKER_HOST=" + eng.Host, "PUBLISHER_NODE=" + pubNode,
 		"PUBLISHER_HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port), "LOG_LEVEL=warn",
 	})

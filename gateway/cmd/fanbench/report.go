@@ -486,7 +486,7 @@ func (r *report) publisherSection(w func(string, ...any)) {
 		return
 	}
 	w("## Publisher: raw JetStream publishes beside the whole pipeline\n\n")
-	w("Both into the same nats-server and stream. *Raw*: %s acknowledged async publishes (4,096 in flight) of bench payloads (%d bytes), first publish to last ack. ",
+	w("Both into the same nats-server and stream. *Raw*: %s acknowledged async publishes (4,096 in flight) of bench payloads (%d bytes, built with their Msg-Id before the clock starts), first publish to last ack. ",
 		num(float64(p.Events)), p.RawPayload)
 	w("*Pipeline*: bin/publisher reading a stand-in engine's `/events` (testkit.FakeEngine, serving the Docker API subset the publisher uses), ")
 	w("its queue and its acknowledged async publishes: %s container start events with the same attributes (stored payload %d bytes), from the first event emitted to the last one stored. ",

@@ -1,0 +1,94 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/client"
+
+	"github.com/dockcast/dockcast/shared/testkit"
+)
+
+// composeAttrs make a start event of about the size of a docker-compose
+// container's (780 bytes as the publisher stores it).
+var composeAttrs = map[string]string{
+	"name": "shop-api-1", "image": "registry.example.com/shop/api:1.4.2",
+	"com.docker.compose.project": "shop", "com.docker.compose.service": "api",
+	"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
+	"com.docker.compose.version":              "2.24.6",
+	"com.docker.compose.config-hash":          "9f1c2e7d4b3a5f60718293a4b5c6d7e8f9012a3b4c5d6e7f8091a2b3c4d5e6f7",
+	"com.docker.compose.project.config_files": "/srv/shop/docker-compose.yml",
+	"com.docker.compose.project.working_dir":  "/srv/shop",
+}
+
+// BenchmarkFakeEngineRead measures the stand-in engine alone: how fast a
+// client that does nothing but read takes its /events (b.N events emitted
+// as fast as the engine emits them, from the first emitted to the last
+// read), with this package's decoder (openEvents) and with the Docker
+// client's Events (encoding/json, a channel per event).
+//
+//	cd publisher && go test -run '^$' -bench FakeEngineRead -benchtime 100000x ./docker/
+func BenchmarkFakeEngineRead(b *testing.B) {
+	for _, reader := range []string{"openEvents", "client.Events"} {
+		b.Run(reader, func(b *testing.B) {
+			eng := testkit.StartFakeEngine(b, testkit.FakeEngineOptions{})
+			cli, err := client.NewClientWithOpts(client.WithHost(eng.Host), client.WithAPIVersionNegotiation())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cli.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			if _, err := cli.Ping(ctx); err != nil {
+				b.Fatal(err)
+			}
+			var next func(*events.Message) error
+			if reader == "openEvents" {
+				s, err := openEvents(ctx, cli, "", events.ListOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				next = s.Next
+			} else {
+				msgs, errs := cli.Events(ctx, events.ListOptions{})
+				next = func(m *events.Message) error {
+					select {
+					case *m = <-msgs:
+						return nil
+					case err := <-errs:
+						return err
+					}
+				}
+			}
+			testkit.Eventually(b, 30*time.Second, func() error {
+				if eng.Subscribers() != 1 {
+					return fmt.Errorf("%d subscribers", eng.Subscribers())
+				}
+				return nil
+			})
+			msgs := make([]events.Message, b.N)
+			for i := range msgs {
+				msgs[i] = testkit.Container("start", fmt.Sprintf("%064x", i+1), "shop-api-1", composeAttrs)
+			}
+			b.ResetTimer()
+			go func() {
+				for i := range msgs {
+					eng.Emit(msgs[i])
+				}
+			}()
+			var m events.Message
+			for i := 0; i < b.N-eng.Dropped(); i++ {
+				if err := next(&m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(eng.Dropped()), "dropped")
+		})
+	}
+}
