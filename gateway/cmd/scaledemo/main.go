@@ -25,7 +25,7 @@
 //
 // Variables (defaults): DEMO_PUBLISHERS (4), DEMO_STEPS (1,2,4 up to
 // DEMO_PUBLISHERS), DEMO_GATEWAYS (2), DEMO_CLIENTS (1000), DEMO_EVENTS
-// (20000), DEMO_RATE (200), DEMO_SECONDS (20, the latency phase).
+// (20000), DEMO_RATE (100), DEMO_SECONDS (20, the latency phase).
 package main
 
 import (

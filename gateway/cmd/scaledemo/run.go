@@ -57,7 +57,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		name string
 		def  int
 	}{{&nPubs, "DEMO_PUBLISHERS", 4}, {&nGWs, "DEMO_GATEWAYS", 2}, {&nClients, "DEMO_CLIENTS", 1000},
-		{&nEvents, "DEMO_EVENTS", 20000}, {&rate, "DEMO_RATE", 200}, {&seconds, "DEMO_SECONDS", 20}} {
+		{&nEvents, "DEMO_EVENTS", 20000}, {&rate, "DEMO_RATE", 100}, {&seconds, "DEMO_SECONDS", 20}} {
 		if *v.p, err = intEnv(getenv, v.name, v.def); err != nil {
 			return err
 		}
