@@ -1,16 +1,20 @@
 // Package server is the gateway's HTTP surface. NewServer builds one
-// handler with every route (GET / the live page, /ws, /healthz, /readyz,
-// /metrics unless GATEWAY_ADMIN_ADDR moves it to AdminHandler) and the one
-// admission every client transport goes through (Admit: parse, origin,
-// authorize with token narrowing, limits), producing an Admitted value;
-// /ws hands it to the WebSocket transport (package ws) and starts the
-// client live or through a replay. Around the handler: Guard bounds the
+// handler with every route (GET / the live page, /ws, /sse, Docker's
+// Engine API paths /_ping, /version, /events and its 404s, /healthz,
+// /readyz, /metrics unless GATEWAY_ADMIN_ADDR moves it to AdminHandler)
+// and the one admission every client transport goes through (Admit, or
+// AdmitQuery for a query the transport parsed itself: origin, authorize
+// with token narrowing, limits), producing an Admitted value. /ws hands it
+// to the WebSocket transport (package ws), /sse to the SSE transport
+// (package sse), /events to package dockerapi's writer through a Source of
+// gateway clients (events.go); each client starts live or through a
+// replay. Around the handler: Guard bounds the
 // connections still in their handshake, ConfigureHTTP sets header and
 // time limits, and every request URL is bounded (414).
 //
-// Entry points: NewServer, Server.Admit, Server.Shutdown,
+// Entry points: NewServer, Server.Admit, Server.AdmitQuery, Server.Drain, Server.Shutdown,
 // Server.ReloadTokens, Server.AdminHandler, Guard, ConnContext,
-// ConfigureHTTP, PeerOf, ParseQuery.
+// ConfigureHTTP, PeerOf, ParseQuery, ParseSSEQuery.
 package server
 
 import (
