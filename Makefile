@@ -5,7 +5,7 @@ MODULES := shared publisher gateway
 BIN := $(CURDIR)/bin
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test test-deps lint bench bench-tools stack stack-down clean
+.PHONY: build run test test-deps lint bench bench-tools stack stack-down clean scale-demo
 
 build:
 	@mkdir -p $(BIN)
@@ -39,6 +39,13 @@ bench: test-deps build bench-tools
 	cd gateway && $(GO) test -run '^$$' -bench Page -benchtime 1x -timeout 15m ./e2e/
 	cd gateway && DOCKCAST_SCREENSHOT=1 $(GO) test -count=1 -run TestPageScreenshot ./e2e/
 	cd publisher && BENCH_QUICK=$(Q) $(GO) test -run '^$$' -bench Sourcing -benchtime 1x -timeout 60m ./embedded/
+
+# The scale demonstration (figures: docs/scaling.md): a 3-node central
+# cluster, DEMO_PUBLISHERS edge publishers on stand-in engines, DEMO_GATEWAYS
+# gateways, DEMO_CLIENTS WebSocket clients, all on 127.0.0.x; see
+# gateway/cmd/scaledemo for its variables. Heavy: run it alone.
+scale-demo: build
+	cd gateway && $(GO) run ./cmd/scaledemo
 
 bench-tools:
 	@./scripts/bench-tools.sh

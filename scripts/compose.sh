@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Docker Compose on the repository's docker-compose.yml: `docker compose`
 # (v2) when the Docker CLI has it, else `docker-compose` (v1). Arguments are
-# passed through: ./scripts/compose.sh -p myproj up -d
+# passed through: ./scripts/compose.sh -p myproj up -d (with -f FILE, that
+# file alone: ./scripts/compose.sh -p edge -f deploy/edge/engine.yml up -d)
 # DOCKCAST_COMPOSE=v1 or v2 insists on one (and fails when it is missing).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +28,23 @@ else
 	echo "compose: neither \`docker compose\` (v2) nor \`docker-compose\` (v1) is installed" >&2
 	exit 1
 fi
+# Compose files given before the subcommand (-f deploy/edge/centre.yml, …):
+# those alone, their relative paths resolved from the first one's
+# directory, as compose does. (After the subcommand, -f is its own flag:
+# `logs -f`.)
+prev=""
+for a in "$@"; do
+	case "$prev" in -p | --project-name | --env-file | --profile)
+		prev=""
+		continue
+		;;
+	esac
+	case "$a" in
+	-f | --file | --file=*) exec "${compose[@]}" "$@" ;;
+	-*) prev="$a" ;;
+	*) break ;;
+	esac
+done
 files=(-f "$root/docker-compose.yml")
 # Local settings (tokens file, exposure, official NATS image): README.md ("Production configuration").
 if [ -f "$root/docker-compose.override.yml" ]; then files+=(-f "$root/docker-compose.override.yml"); fi

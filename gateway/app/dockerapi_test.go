@@ -1,14 +1,19 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +22,9 @@ import (
 	dockerclient "github.com/docker/docker/client"
 
 	"github.com/dockcast/dockcast/gateway/app"
+	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/dockerapi"
+	"github.com/dockcast/dockcast/gateway/server"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/testkit"
 )
@@ -225,4 +232,108 @@ func TestDockerAPI(t *testing.T) {
 			t.Errorf("GET %s: %d %s", p, code, body)
 		}
 	}
+}
+
+// TestDockerEventsSlowClient: a follow-mode /events client that stops
+// reading is a slow consumer like a /ws one: once its queue overflows its
+// response ends (counted in slow_consumers_total), while a client that
+// reads gets every event.
+func TestDockerEventsSlowClient(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	newStream(t, js, "DSLOW", 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, ns.ClientURL(), "DSLOW", nil, app.Options{Listener: testkit.SmallSendBuffers(ln),
+		Server: server.Options{Client: client.Options{MaxQueueBytes: 1 << 20}}})
+	node := testkit.Unique("dslow")
+	filter := url.QueryEscape(`{"node":{"` + node + `":true}}`)
+
+	slow, err := testkit.DialStalling("tcp", strings.TrimPrefix(g.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := fmt.Fprintf(slow, "GET /v1.41/events?filters=%s HTTP/1.1\r\nHost: gateway\r\n\r\n", filter); err != nil {
+		t.Fatal(err)
+	}
+	good := sdkFor(t, g, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, errs := good.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("node", node))})
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_clients"); v < 2 {
+			return fmt.Errorf("%v clients connected, want 2", v)
+		}
+		return nil
+	})
+	// The reading client, in the background.
+	var mu sync.Mutex
+	var names []string
+	var goodErr error
+	go func() {
+		for {
+			select {
+			case m := <-msgs:
+				mu.Lock()
+				names = append(names, m.Actor.Attributes["name"])
+				mu.Unlock()
+			case err := <-errs:
+				mu.Lock()
+				goodErr = err
+				mu.Unlock()
+				return
+			}
+		}
+	}()
+	pad := strings.Repeat("x", 2000)
+	var sent []string
+	for i := 0; i < 20000; i++ {
+		ev := mkEvent(node, "start", map[string]string{"pad": pad})
+		publish(t, js, ev)
+		sent = append(sent, ev.Actor.Attributes["name"])
+		if i%100 == 99 {
+			if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_clients"); v < 2 {
+				break // the slow client was cut off
+			}
+		}
+	}
+	body := scrape(t, g.base+"/metrics")
+	if v, _ := sample(body, "dockcast_gateway_clients"); v != 1 {
+		t.Fatalf("%v clients after %d events: the slow one was not cut off", v, len(sent))
+	}
+	// Its queue overflowed, or (on a loaded machine, publishing slowly) a
+	// write to it timed out first: either way its response ends.
+	slowConsumers, _ := sample(body, "dockcast_gateway_slow_consumers_total")
+	// The slow response ends: reading it reaches its end.
+	_ = slow.SetReadDeadline(time.Now().Add(60 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ended cleanly, or cut where the timed-out write stopped.
+	n, err := io.Copy(io.Discard, resp.Body)
+	if (err != nil && !errors.Is(err, io.ErrUnexpectedEOF)) || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the slow client's response did not end: %s %v after %d bytes", resp.Status, err, n)
+	}
+	testkit.Eventually(t, 60*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if goodErr != nil {
+			return fmt.Errorf("the reading client ended after %d of %d events: %w", len(names), len(sent), goodErr)
+		}
+		if len(names) < len(sent) {
+			return fmt.Errorf("the reading client got %d of %d events", len(names), len(sent))
+		}
+		return nil
+	})
+	mu.Lock()
+	if !slices.Equal(names, sent) {
+		t.Errorf("the reading client got other events than were published")
+	}
+	mu.Unlock()
+	t.Logf("slow client cut off after %d events of %d bytes (slow consumers counted: %v); the reading client got all", len(sent), len(pad), slowConsumers)
 }

@@ -217,6 +217,13 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 			t.Errorf("docker %s: gateway vs engine:\n%s", strings.Join(args, " "), lineDiff(got, want))
 		}
 	}
+	// Without the token, the CLI says why.
+	var noTok bytes.Buffer
+	cmd := engine.at(addr, "").command(ctx, window...)
+	cmd.Stderr = &noTok
+	if err := cmd.Run(); err == nil || !strings.Contains(noTok.String(), "Error response from daemon: missing token") {
+		t.Errorf("docker events without a token: %v %q", err, noTok.String())
+	}
 	plain := append(slices.Clone(window), "--filter", "label="+label)
 	if want, got := engine.lines(plain...), gw.lines(plain...); !slices.Equal(got, want) {
 		t.Errorf("default format: gateway vs engine:\n%s", lineDiff(got, want))

@@ -32,10 +32,17 @@ type Options struct {
 	// DefaultBookmarkInterval; negative: never, for transports without
 	// bookmarks such as Docker's /events).
 	BookmarkInterval time.Duration
+	// Batch (the batch=1 parameter) hands the sink one frame at a time,
+	// made of every frame queued when the previous one was written,
+	// newline-separated, up to MaxBatchBytes (a larger frame goes alone).
+	Batch bool
 }
 
 // DefaultBookmarkInterval is the contract's 30 s of silence before a bookmark.
 const DefaultBookmarkInterval = 30 * time.Second
+
+// MaxBatchBytes bounds a batched frame (Options.Batch).
+const MaxBatchBytes = 64 << 10
 
 // Defaults fills zero fields.
 func (o Options) Defaults() Options {
@@ -146,6 +153,7 @@ type Client struct {
 	done       chan struct{}
 	timer      *time.Timer
 	lastHand   time.Time   // live: when a frame was last handed to the sink
+	batchBuf   *[]byte     // batch: the buffer of the batched frame in flight
 	bookmark   *time.Timer // live: fires when the client may be idle
 }
 
@@ -364,8 +372,15 @@ func (c *Client) GoLive(seq uint64) {
 
 // Sent is called by the transport after each frame is written: one more
 // frame fits in the sink.
-func (c *Client) Sent() {
+func (c *Client) Sent() { c.written(nil) }
+
+func (c *Client) written(frame []byte) {
 	c.mu.Lock()
+	if bp := c.batchBuf; bp != nil && len(frame) > 0 && len(*bp) > 0 && &frame[0] == &(*bp)[0] {
+		c.batchBuf = nil
+		*bp = (*bp)[:0]
+		batchPool.Put(bp)
+	}
 	c.sent++
 	c.flush()
 	roomy := c.mainBytes <= c.opts.MaxQueueBytes/4
@@ -442,16 +457,15 @@ func (c *Client) flush() {
 		return
 	}
 	limit := uint64(c.opts.Credits)
+	if c.opts.Batch {
+		// One frame at a time: what queues up meanwhile goes in the next.
+		limit = 1
+	}
 	if c.head < len(c.queue) && c.handed-c.sent < limit && c.bookmark != nil {
 		c.lastHand = time.Now()
 	}
 	for c.head < len(c.queue) && c.handed-c.sent < limit {
-		it := c.queue[c.head]
-		c.queue[c.head] = item{}
-		c.head++
-		c.queued -= len(it.data)
-		c.mainBytes -= len(it.data)
-		if err := c.sink.Send(it.data); err != nil {
+		if err := c.sink.Send(c.next()); err != nil {
 			return // the connection is closing; Disconnected follows
 		}
 		c.handed++
@@ -467,6 +481,54 @@ func (c *Client) flush() {
 		c.queue, c.head = c.queue[:n], 0
 	}
 }
+
+// take removes the queue's first frame. c.mu is held.
+func (c *Client) take() []byte {
+	data := c.queue[c.head].data
+	c.queue[c.head] = item{}
+	c.head++
+	c.queued -= len(data)
+	c.mainBytes -= len(data)
+	return data
+}
+
+// next takes the next frame to hand the sink off the queue: the first
+// queued frame, or in batch mode as many as fit in MaxBatchBytes, joined
+// by newlines (frames hold no newline: see EventFrame). c.mu is held.
+func (c *Client) next() []byte {
+	first := c.take()
+	if !c.opts.Batch {
+		return first
+	}
+	n, end := len(first), c.head
+	for end < len(c.queue) && n+1+len(c.queue[end].data) <= MaxBatchBytes {
+		n += 1 + len(c.queue[end].data)
+		end++
+	}
+	if end == c.head {
+		return first
+	}
+	bp := batchPool.Get().(*[]byte)
+	b := append((*bp)[:0], first...)
+	for c.head < end {
+		b = append(b, '\n')
+		b = append(b, c.take()...)
+	}
+	*bp = b
+	c.batchBuf = bp
+	return b
+}
+
+// batchPool holds the buffers of batched frames (Options.Batch) between
+// two writes: Written gives them back.
+var batchPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, MaxBatchBytes)
+	return &b
+}}
+
+// Written is Sent for a transport that can tell which frame was written:
+// a batched frame's buffer is then reused for the next batch.
+func (c *Client) Written(frame []byte) { c.written(frame) }
 
 // checkOverflow ends the client as a slow consumer when its queue is over
 // the limit; it returns the hook to call once c.mu is released.

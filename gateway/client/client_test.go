@@ -225,3 +225,82 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func (r *recorder) count(typ string) (n int, last Frame) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.frames {
+		if f.Type == typ {
+			n, last = n+1, f
+		}
+	}
+	return n, last
+}
+
+// TestBookmarkRules: a bookmark goes only to a live client that was handed
+// nothing for the interval, names the feed's position (what its filter was
+// checked against), never while frames wait for the transport's credit,
+// never during a replay, and never with BookmarkInterval < 0.
+func TestBookmarkRules(t *testing.T) {
+	t.Parallel()
+	const interval = 50 * time.Millisecond
+	waitBookmark := func(r *recorder, atLeast int) Frame {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if n, f := r.count("bookmark"); n >= atLeast {
+				return f
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("no bookmark %d within 30 s", atLeast)
+		return Frame{}
+	}
+
+	// Live, idle: the feed's position moves past events the filter drops.
+	var feed Position
+	r := &recorder{}
+	c := New(Spec{}, Options{BookmarkInterval: interval})
+	c.Attach(r)
+	c.JoinLive(nil, 10, "1", &feed)
+	c.Live(11, eventFrame(11))
+	feed.Store(40) // 12..40 checked, none for this client
+	if f := waitBookmark(r, 1); f.Seq != 40 {
+		t.Fatalf("bookmark %d, want 40", f.Seq)
+	}
+	feed.Store(41)
+	if f := waitBookmark(r, 2); f.Seq != 41 {
+		t.Fatalf("second bookmark %d, want 41", f.Seq)
+	}
+	c.Disconnected()
+
+	// Frames waiting for credit: no bookmark (nothing may be left unsent).
+	r2 := &recorder{}
+	c2 := New(Spec{}, Options{BookmarkInterval: interval, Credits: 1})
+	c2.Attach(r2)
+	c2.JoinLive(nil, 10, "1", &feed) // the live frame takes the only credit
+	c2.Live(50, eventFrame(50))      // waits for Sent
+	time.Sleep(10 * interval)
+	if n, _ := r2.count("bookmark"); n != 0 {
+		t.Fatalf("%d bookmarks while a frame waited for credit", n)
+	}
+	c2.Disconnected()
+
+	// Replaying (buffering), and bookmarks off: none.
+	r3, r4 := &recorder{}, &recorder{}
+	c3 := New(Spec{}, Options{BookmarkInterval: interval})
+	c3.Attach(r3)
+	c3.JoinBuffering(nil, 100, 1, 1, "1", &feed)
+	c4 := New(Spec{}, Options{BookmarkInterval: -1})
+	c4.Attach(r4)
+	c4.JoinLive(nil, 10, "1", &feed)
+	time.Sleep(10 * interval)
+	if n, _ := r3.count("bookmark"); n != 0 {
+		t.Errorf("%d bookmarks during a replay", n)
+	}
+	if n, _ := r4.count("bookmark"); n != 0 {
+		t.Errorf("%d bookmarks with BookmarkInterval -1", n)
+	}
+	c3.Disconnected()
+	c4.Disconnected()
+}

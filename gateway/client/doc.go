@@ -6,7 +6,8 @@
 //
 // Entry points: New, Client (Attach, JoinLive, JoinBuffering, Live, Status,
 // Replay, WaitRoom, GoLive, Sent, End, Reset, Disconnected, Checked), the
-// Sink a transport implements, the *Frame builders, Decode (is a stream
+// Sink a transport implements (ChanSink for transports that write on a
+// goroutine of their own), the *Frame builders, Decode (is a stream
 // message a valid event), Code and the Close* constants, EpochOf and
 // CheckEpoch.
 //
@@ -23,4 +24,9 @@
 // the sink; when none is queued, one past the highest sequence the
 // client's filter has been checked against (Checked): the replay's
 // position while replaying, the live feed's Position once live.
+//
+// Bookmarks: a live client handed no frame for Options.BookmarkInterval
+// (30 s) gets {"type":"bookmark","seq":Checked} if nothing waits for it in
+// its queue, and again after each further interval of silence; a negative
+// interval turns them off (Docker's /events).
 package client

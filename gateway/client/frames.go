@@ -51,8 +51,11 @@ func Decode(payload []byte) (event.Event, error) {
 }
 
 // EventFrame builds {"type":"event","seq":N,"subject":"…","event":payload}.
-// payload must have passed Decode; it is embedded as is.
+// payload must have passed Decode; it is embedded as is, except that
+// whitespace holding a line break is removed (compact JSON), so that no
+// frame holds a newline and batch=1 frames split into lines.
 func EventFrame(seq uint64, subject string, payload []byte) []byte {
+	payload = oneLine(payload)
 	subj, _ := json.Marshal(subject) // a string: cannot fail
 	b := make([]byte, 0, len(payload)+len(subj)+48)
 	b = append(b, `{"type":"event","seq":`...)
@@ -99,7 +102,7 @@ func GapTimeFrame(requested time.Time, first uint64) []byte {
 // when the node's publisher stopped rewriting it (see package hub); value
 // must be valid UTF-8 JSON.
 func StatusFrame(value []byte, stale bool) []byte {
-	b := append([]byte(`{"type":"status","status":`), value...)
+	b := append([]byte(`{"type":"status","status":`), oneLine(value)...)
 	if stale {
 		b = append(b, `,"stale":true`...)
 	}
@@ -125,6 +128,20 @@ func ErrorFrame(code Code, message string, resume uint64, epoch string) []byte {
 		Resume  uint64 `json:"resume_from_seq,omitempty"`
 		Epoch   string `json:"epoch,omitempty"`
 	}{"error", code, message, resume, epoch})
+}
+
+// oneLine returns valid JSON without line breaks: as is when it has
+// none, else compacted (a line break in JSON is whitespace between
+// tokens: inside strings it is escaped).
+func oneLine(js []byte) []byte {
+	if bytes.IndexByte(js, '\n') < 0 && bytes.IndexByte(js, '\r') < 0 {
+		return js
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, js); err != nil {
+		return js // not JSON: callers pass valid JSON only
+	}
+	return b.Bytes()
 }
 
 func mustJSON(v any) []byte {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -339,5 +340,28 @@ func TestSnapshotListThenWatch(t *testing.T) {
 	}
 	if got, _ := other.view(); len(got) != 0 {
 		t.Errorf("node=elsewhere: %v", got)
+	}
+
+	// /sse takes the same snapshot: event: state per container, then snapshot_end.
+	sctx, scancel := context.WithTimeout(context.Background(), eventTimeout)
+	defer scancel()
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, "http://"+addr+"/sse?"+url.Values{"snapshot": {"1"}, "filter": {"label=" + LabelKey + "=" + label}}.Encode(), nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	sseStates := 0
+	for sc.Scan() {
+		if sc.Text() == "event: state" {
+			sseStates++
+		}
+		if sc.Text() == "event: snapshot_end" {
+			break
+		}
+	}
+	if sseStates != len(want) {
+		t.Errorf("/sse sent %d states before snapshot_end (%v), want %d", sseStates, sc.Err(), len(want))
 	}
 }

@@ -36,6 +36,17 @@ func (h *Hub) follow(ctx context.Context) error {
 		h.resetLocked(client.EpochOf(info.Created), info.State.LastSeq)
 	}
 	start := h.lastSeq + 1
+	h.warmTo = 0
+	if h.recent.next() != start {
+		// The ring of recent messages does not continue here (first
+		// start, a reset, an interrupted warm-up): the consumer first
+		// reads the stream's last messages into it.
+		h.recent.reset(h.epoch, h.RecentKept)
+		kept := uint64(max(h.RecentKept, 1))
+		if from := max(info.State.FirstSeq, h.lastSeq+1-min(h.lastSeq, kept), 1); from <= h.lastSeq {
+			start, h.warmTo = from, h.lastSeq
+		}
+	}
 	h.mu.Unlock()
 	h.times.put(info.State.LastSeq, info.State.LastTime)
 
@@ -52,7 +63,10 @@ func (h *Hub) follow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", h.stream, err)
 	}
-	h.attached.Store(true)
+	// Ready once the ring holds the stream's last messages, so that the
+	// resumes that follow a restart are served from it.
+	h.warming.Store(h.warmTo > 0 && cons.CachedInfo().NumPending > 0)
+	h.attached.Store(!h.warming.Load())
 	defer h.attached.Store(false)
 
 	wctx, wcancel := context.WithCancel(ctx)
@@ -145,7 +159,10 @@ func (h *Hub) watchdog(ctx context.Context, reset *atomic.Bool) {
 			reset.Store(true)
 			return
 		}
-		h.attached.Store(true)
+		h.recent.trim(info.State.FirstSeq)
+		if !h.warming.Load() {
+			h.attached.Store(true)
+		}
 	}
 }
 
@@ -160,25 +177,47 @@ func (h *Hub) deliver(msg jetstream.Msg) bool {
 	}
 	seq, subj, data := meta.Sequence.Stream, msg.Subject(), msg.Data()
 	h.times.put(seq, meta.Timestamp)
+	m := Message{Seq: seq, Subject: subj}
 	ev, derr := client.Decode(data)
 	if derr != nil {
 		h.Invalid(seq, subj, derr)
-	} else if h.metrics != nil {
-		h.metrics.ObserveEvent(&ev)
+	} else {
+		m.Event, m.Frame = &ev, client.EventFrame(seq, subj, data)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if seq <= h.warmTo && seq <= h.lastSeq {
+		// Warming up: the ring only (clients joined after it).
+		h.recent.add(m)
+		if seq == h.warmTo || meta.NumPending == 0 {
+			h.warmed()
+		}
+		return true
+	}
 	if seq <= h.lastSeq {
 		h.log.Warn("stream sequence went backwards", "seq", seq, "last", h.lastSeq)
 		return false
 	}
+	h.warmed()
 	h.lastSeq = seq
 	if h.metrics != nil {
 		h.metrics.LiveSeq.Set(float64(seq))
 	}
+	h.recent.add(m)
 	if derr == nil {
-		h.fanout(seq, subj, data, &ev)
+		if h.metrics != nil {
+			h.metrics.ObserveEvent(&ev) // live events only, not the ring's warm-up
+		}
+		h.fanout(seq, subj, m.Frame, &ev)
 	}
 	h.pos.Store(seq)
 	return true
+}
+
+// warmed ends the ring's warm-up: the feed is ready. h.mu is held.
+func (h *Hub) warmed() {
+	h.warmTo = 0
+	if h.warming.CompareAndSwap(true, false) {
+		h.attached.Store(true)
+	}
 }

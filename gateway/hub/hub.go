@@ -29,6 +29,11 @@ type Hub struct {
 	// rewritten before its clients are told it is stale (default
 	// status.StaleAfter).
 	StatusStaleAfter time.Duration
+	// RecentKept is how many of the stream's last messages the live feed
+	// keeps in memory, with their frames, to serve resumes from_seq
+	// without JetStream (default DefaultRecentKept; at most 16 MiB of
+	// frames). Set before Run.
+	RecentKept int
 
 	js      jetstream.JetStream
 	stream  string
@@ -38,12 +43,16 @@ type Hub struct {
 	mu      sync.Mutex
 	started bool // lastSeq and epoch are known
 	lastSeq uint64
-	epoch   string // the stream's incarnation (client.EpochOf its creation time)
-	index   *gsl.GenericSublist[*client.Client]
-	clients map[*client.Client]struct{}
+	epoch   string                      // the stream's incarnation (client.EpochOf its creation time)
+	index   *gsl.GenericSublist[*group] // groups by their subjects
+	groups  map[string]*group           // by groupKey
+	clients map[*client.Client]*group
 	status  statusBoard // guarded by mu
 	pos     client.Position
 
+	recent  recent // guarded by its own lock
+	warmTo  uint64 // the ring's warm-up reads up to this sequence (0: none); guarded by mu
+	warming atomic.Bool
 	times   storedTimes
 	invalid invalidLog
 
@@ -56,9 +65,9 @@ type Hub struct {
 func New(js jetstream.JetStream, stream string, log *slog.Logger, m *metrics.Metrics) *Hub {
 	log = log.With("component", "hub")
 	return &Hub{
-		CheckInterval: 2 * time.Second, RetryWait: time.Second, MaxRetryWait: 5 * time.Second,
+		CheckInterval: 2 * time.Second, RetryWait: time.Second, MaxRetryWait: 5 * time.Second, RecentKept: DefaultRecentKept,
 		js: js, stream: stream, log: log, metrics: m,
-		index: gsl.NewSublist[*client.Client](), clients: map[*client.Client]struct{}{},
+		index: gsl.NewSublist[*group](), groups: map[string]*group{}, clients: map[*client.Client]*group{},
 		status:   newStatusBoard(),
 		invalid:  invalidLog{log: log, metrics: m},
 		checkNow: make(chan struct{}, 1), watchNow: make(chan struct{}, 1),

@@ -62,36 +62,46 @@ func (h *Hub) addLocked(c *client.Client) {
 	if _, ok := h.clients[c]; ok {
 		return
 	}
-	h.clients[c] = struct{}{}
-	for _, s := range c.Spec.Subjects {
-		if err := h.index.Insert(s, c); err != nil {
-			h.log.Error("index client subject", "subject", s, "err", err)
+	key := groupKey(c)
+	g := h.groups[key]
+	if g == nil {
+		g = &group{key: key, pos: map[*client.Client]int{}}
+		h.groups[key] = g
+		for _, s := range c.Spec.Subjects {
+			if err := h.index.Insert(s, g); err != nil {
+				h.log.Error("index client subject", "subject", s, "err", err)
+			}
 		}
 	}
+	g.add(c)
+	h.clients[c] = g
 }
 
 func (h *Hub) removeLocked(c *client.Client) {
-	if _, ok := h.clients[c]; !ok {
+	g, ok := h.clients[c]
+	if !ok {
 		return
 	}
 	delete(h.clients, c)
-	for _, s := range c.Spec.Subjects {
-		_ = h.index.Remove(s, c)
+	if g.remove(c) {
+		delete(h.groups, g.key)
+		for _, s := range c.Spec.Subjects {
+			_ = h.index.Remove(s, g)
+		}
 	}
 }
 
-// fanout offers an event to every client that wants it; the frame is
-// built once. h.mu is held.
-func (h *Hub) fanout(seq uint64, subj string, data []byte, ev *event.Event) {
-	var frame []byte
-	h.index.Match(subj, func(c *client.Client) {
-		if !c.Wants(subj, ev) {
+// fanout offers an event's frame (built once, shared) to every client
+// that wants it, deciding once per group of clients with the same filter.
+// h.mu is held.
+func (h *Hub) fanout(seq uint64, subj string, frame []byte, ev *event.Event) {
+	h.index.Match(subj, func(g *group) {
+		if len(g.members) == 0 || !g.members[0].Wants(subj, ev) {
 			return
 		}
-		if frame == nil {
-			frame = client.EventFrame(seq, subj, data)
+		for _, c := range g.members {
+			c.Live(seq, frame)
 		}
-		c.Live(seq, frame)
 	})
 }
 
@@ -107,6 +117,7 @@ func (h *Hub) resetLocked(epoch string, lastSeq uint64) {
 	}
 	h.lastSeq, h.epoch = lastSeq, epoch
 	h.pos.Store(lastSeq)
+	h.recent.reset(epoch, h.RecentKept)
 	h.times.reset()
 	h.invalid.reset()
 }

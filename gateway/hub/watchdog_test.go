@@ -33,6 +33,29 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// runHub makes h's stream (memory storage) and runs h until the test
+// ends.
+func runHub(t *testing.T, js jetstream.JetStream, h *Hub) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := natsutil.StreamConfig(h.stream, 0, -1, 1)
+	cfg.Storage = jetstream.MemoryStorage
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = h.Run(rctx)
+	}()
+	t.Cleanup(func() {
+		rcancel()
+		<-done
+	})
+}
+
 // TestWatchdogNoFalseReset: the watchdog, checking the stream constantly
 // while messages flow, never mistakes messages stored after its stream
 // info for the stream going backwards (which detached the live feed and
@@ -43,25 +66,11 @@ func TestWatchdogNoFalseReset(t *testing.T) {
 	_, js := testkit.Connect(t, ns.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := natsutil.StreamConfig("WATCHDOG", 0, -1, 1)
-	cfg.Storage = jetstream.MemoryStorage
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	var logs lockedBuffer
 	h := New(js, "WATCHDOG", slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	h.CheckInterval = time.Millisecond
 	h.RetryWait, h.MaxRetryWait = time.Millisecond, time.Millisecond
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = h.Run(rctx)
-	}()
-	defer func() {
-		rcancel()
-		<-done
-	}()
+	runHub(t, js, h)
 	testkit.Eventually(t, 30*time.Second, func() error {
 		if ok, reason := h.Ready(); !ok {
 			return fmt.Errorf("%s", reason)

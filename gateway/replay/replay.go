@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/dockcast/dockcast/gateway/auth"
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
@@ -32,6 +33,9 @@ type Replayer struct {
 	// replays waiting for one and queues up again.
 	TurnMessages int
 	TurnBytes    int
+	// StreamOnly makes every replay read the stream, also what the live
+	// feed's ring of recent messages holds (tests of the stream's path).
+	StreamOnly bool
 
 	js      jetstream.JetStream
 	stream  string
@@ -91,8 +95,11 @@ func (r *Replayer) Run(ctx context.Context, c *client.Client, req Request) error
 		}
 	}
 	st := &state{c: c, epoch: c.Epoch(), liveFrom: liveFrom, requested: req.FromSeq, next: req.FromSeq, since: req.Since}
+	if err := r.fromRecent(ctx, st); err != nil {
+		return client.ErrClosed
+	}
 	retry := backoff.New(r.RetryWait, 5*time.Second)
-	for {
+	for st.next == 0 || st.next < st.liveFrom {
 		if err := c.WaitRoom(ctx); err != nil {
 			return client.ErrClosed
 		}
@@ -116,6 +123,41 @@ func (r *Replayer) Run(ctx context.Context, c *client.Client, req Request) error
 	if r.metrics != nil {
 		r.metrics.ReplayCatchup.Observe(time.Since(began).Seconds())
 	}
+	return nil
+}
+
+// fromRecent serves a from_seq replay from the live feed's ring of recent
+// messages when it holds everything from st.next to liveFrom-1: no
+// JetStream call, the same frames in the same order (the ring covers
+// those sequences exactly, see hub.Recent). Otherwise it leaves st as it
+// is, for the stream.
+func (r *Replayer) fromRecent(ctx context.Context, st *state) error {
+	if r.StreamOnly || st.next == 0 || st.next >= st.liveFrom {
+		return nil
+	}
+	msgs, ok := r.hub.Recent(st.epoch, st.next, st.liveFrom-1)
+	if !ok {
+		return nil
+	}
+	if r.metrics != nil {
+		r.metrics.ReplayTurns.Inc()
+	}
+	for _, m := range msgs {
+		// The ring holds every subject: the client's subjects (narrowed to
+		// its token) select as its consumer's filter would.
+		if !auth.Matches(st.c.Spec.Subjects, m.Subject) || !st.c.Wants(m.Subject, m.Event) {
+			continue
+		}
+		if !st.c.Replay(m.Seq, m.Frame) {
+			st.c.SetReplayNext(m.Seq + 1)
+			if err := st.c.WaitRoom(ctx); err != nil {
+				return err
+			}
+		}
+		st.eventSent = true
+	}
+	st.next = st.liveFrom
+	st.c.SetReplayNext(st.liveFrom)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,7 @@ type fixture struct {
 	ids  map[uint64]string // event id by stream sequence, of every publish
 	mu   sync.Mutex
 	m    *metrics.Metrics
+	h    *hub.Hub
 }
 
 func newFixture(t *testing.T, maxMsgs int64) *fixture {
@@ -54,6 +56,16 @@ func newFixture(t *testing.T, maxMsgs int64) *fixture {
 // (the kernel would otherwise absorb megabytes).
 func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slots int, tinySend bool) *fixture {
 	t.Helper()
+	return newFixtureRing(t, maxMsgs, maxMsgs, pad, o, slots, tinySend, 0)
+}
+
+// newFixtureRing is newFixtureOpts with initial messages published first
+// and the live feed keeping the last ring messages for resumes
+// (hub.RecentKept); ring 0 makes every replay read the stream
+// (Replayer.StreamOnly): the tests of the stream's path. It returns once
+// the gateway is ready (the ring warmed up).
+func newFixtureRing(t *testing.T, maxMsgs, initial int64, pad int, o server.Options, slots int, tinySend bool, ring int) *fixture {
+	t.Helper()
 	ns := testkit.StartJetStream(t)
 	_, js := testkit.Connect(t, ns.ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -65,9 +77,13 @@ func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slot
 		t.Fatal(err)
 	}
 	f := &fixture{js: js, node: testkit.Unique("node"), pad: strings.Repeat("p", pad), ids: map[uint64]string{}, m: metrics.New()}
-	f.publish(t, int(maxMsgs))
+	f.publish(t, int(initial))
 	log := testkit.Logger(t)
 	h := hub.New(js, "AGED", log, nil)
+	if ring > 0 {
+		h.RecentKept = ring
+	}
+	f.h = h
 	hctx, hcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -75,6 +91,7 @@ func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slot
 		_ = h.Run(hctx)
 	}()
 	f.rp = replay.New(js, "AGED", h, slots, log, f.m)
+	f.rp.StreamOnly = ring == 0
 	srv := server.NewServer(log, config.Config{MaxClients: 100, MaxClientsPerIP: 100}, server.Deps{Hub: h, Replayer: f.rp, Metrics: f.m, Options: o})
 	hs := httptest.NewUnstartedServer(srv)
 	if tinySend {
@@ -91,8 +108,11 @@ func newFixtureOpts(t *testing.T, maxMsgs int64, pad int, o server.Options, slot
 	})
 	f.url = "ws" + hs.URL[len("http"):] + "/ws"
 	testkit.Eventually(t, 30*time.Second, func() error {
-		if s := h.LastSeq(); s != uint64(maxMsgs) {
+		if s := h.LastSeq(); s != uint64(initial) {
 			return fmt.Errorf("live feed at %d", s)
+		}
+		if ok, why := h.Ready(); !ok {
+			return errors.New(why)
 		}
 		return nil
 	})
@@ -121,7 +141,7 @@ func (f *fixture) publish(t *testing.T, n int) {
 }
 
 // read returns the frames up to and including the first of type until,
-// or up to the connection's end.
+// or up to the connection's end (a batch=1 text frame holds one per line).
 func read(t *testing.T, c *websocket.Conn, until string) ([]frame, error) {
 	t.Helper()
 	var out []frame
@@ -131,13 +151,15 @@ func read(t *testing.T, c *websocket.Conn, until string) ([]frame, error) {
 		if err != nil {
 			return out, err
 		}
-		var f frame
-		if err := json.Unmarshal(data, &f); err != nil {
-			t.Fatalf("frame %q: %v", data, err)
-		}
-		out = append(out, f)
-		if f.Type == until {
-			return out, nil
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			var f frame
+			if err := json.Unmarshal(line, &f); err != nil {
+				t.Fatalf("frame %q: %v", line, err)
+			}
+			out = append(out, f)
+			if f.Type == until {
+				return out, nil
+			}
 		}
 	}
 }

@@ -26,6 +26,9 @@ type Query struct {
 	Epoch string
 	// Token is the token parameter ("" when absent).
 	Token string
+	// Batch is batch=1: several frames per WebSocket text frame, one per
+	// line (client.Options.Batch). /ws only.
+	Batch bool
 	// Snapshot: snapshot=1, the container states before the events.
 	Snapshot bool
 }
@@ -33,7 +36,7 @@ type Query struct {
 // Replay reports whether the client asked for history.
 func (r Query) Replay() bool { return r.FromSeq > 0 || !r.Since.IsZero() }
 
-var known = map[string]bool{"filter": true, "since": true, "from_seq": true, "epoch": true, "token": true, "snapshot": true}
+var known = map[string]bool{"filter": true, "since": true, "from_seq": true, "epoch": true, "token": true, "batch": true, "snapshot": true}
 
 // ParseQuery validates q; now resolves durations in since. Each error is
 // one line naming the parameter.
@@ -46,9 +49,9 @@ func ParseQuery(q url.Values, now time.Time) (Query, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return Query{}, fmt.Errorf("unknown parameter %q (accepted: filter, since, from_seq, epoch, token, snapshot)", truncate(unknown[0]))
+		return Query{}, fmt.Errorf("unknown parameter %q (accepted: filter, since, from_seq, epoch, token, batch, snapshot)", truncate(unknown[0]))
 	}
-	for _, k := range []string{"since", "from_seq", "epoch", "token", "snapshot"} {
+	for _, k := range []string{"since", "from_seq", "epoch", "token", "batch", "snapshot"} {
 		if len(q[k]) > 1 {
 			return Query{}, fmt.Errorf("%s: given %d times, at most once", k, len(q[k]))
 		}
@@ -102,6 +105,15 @@ func ParseQuery(q url.Values, now time.Time) (Query, error) {
 			return Query{}, errors.New("token: empty")
 		}
 		r.Token = vs[0]
+	}
+	if vs, ok := q["batch"]; ok {
+		switch vs[0] {
+		case "1":
+			r.Batch = true
+		case "0":
+		default:
+			return Query{}, fmt.Errorf("batch: %q is not 1 or 0", truncate(vs[0]))
+		}
 	}
 	return r, nil
 }

@@ -1,16 +1,20 @@
 // Package server is the gateway's HTTP surface. NewServer builds one
-// handler with every route (GET / the live page, /ws, /healthz, /readyz,
-// /metrics unless GATEWAY_ADMIN_ADDR moves it to AdminHandler) and the one
-// admission every client transport goes through (Admit: parse, origin,
-// authorize with token narrowing, limits), producing an Admitted value;
-// /ws hands it to the WebSocket transport (package ws) and starts the
-// client live or through a replay. Around the handler: Guard bounds the
+// handler with every route (GET / the live page, /ws, /sse, Docker's
+// Engine API paths /_ping, /version, /events and its 404s, /healthz,
+// /readyz, /metrics unless GATEWAY_ADMIN_ADDR moves it to AdminHandler)
+// and the one admission every client transport goes through (Admit, or
+// AdmitQuery for a query the transport parsed itself: origin, authorize
+// with token narrowing, limits), producing an Admitted value. /ws hands it
+// to the WebSocket transport (package ws), /sse to the SSE transport
+// (package sse), /events to package dockerapi's writer through a Source of
+// gateway clients (events.go); each client starts live or through a
+// replay. Around the handler: Guard bounds the
 // connections still in their handshake, ConfigureHTTP sets header and
 // time limits, and every request URL is bounded (414).
 //
-// Entry points: NewServer, Server.Admit, Server.Shutdown,
+// Entry points: NewServer, Server.Admit, Server.AdmitQuery, Server.Drain, Server.Shutdown,
 // Server.ReloadTokens, Server.AdminHandler, Guard, ConnContext,
-// ConfigureHTTP, PeerOf, ParseQuery.
+// ConfigureHTTP, PeerOf, ParseQuery, ParseSSEQuery.
 package server
 
 import (
@@ -220,21 +224,27 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, ref)
 		return
 	}
-	defer a.Release()
 	s.wg.Add(1)
-	defer s.wg.Done()
 	spec := a.Spec
 	spec.OnSlow = s.onSlow(a)
-	c := client.New(spec, s.clientOpts)
+	opts := s.clientOpts
+	opts.Batch = a.Query.Batch
+	c := client.New(spec, opts)
 	s.clients.Store(c, a)
-	defer s.clients.Delete(c)
+	// The connection outlives this handler (ws.Serve): ended releases it.
+	ended := func() {
+		s.clients.Delete(c)
+		s.wg.Done()
+		a.Release()
+	}
 	// A tokens file reloaded since admission may have revoked the token:
 	// ReloadTokens did not see this client yet.
 	if cur := s.tokens.Load(); cur != a.tokens && !s.stillGranted(cur, c) {
 		s.refuse(w, r, &Refusal{Status: http.StatusUnauthorized, Auth: "invalid_token", Reason: "invalid token"})
+		ended()
 		return
 	}
-	if err := s.ws.Serve(w, r, c); err != nil {
+	if err := s.ws.Serve(w, r, c, ended); err != nil {
 		s.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
 	}
 }

@@ -53,6 +53,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, &Refusal{Status: http.StatusBadRequest, Reason: err.Error()})
 		return
 	}
+	s.awaitServing(r)
 	a, ref := s.AdmitQuery(r, q)
 	if ref != nil {
 		s.refuse(w, r, ref)
@@ -84,5 +85,33 @@ func (s *Server) onSlow(a *Admitted) func(uint64) {
 			s.deps.Metrics.SlowConsumers.Inc()
 		}
 		s.log.Info("slow consumer disconnected", "remote", a.Peer.String(), "resume_from_seq", resume)
+	}
+}
+
+// SSEReadyWait is how long an /sse request waits for a gateway that has
+// just started to attach to the stream before it is refused with 503: an
+// EventSource gives up for good on an error status, and reconnects within
+// seconds of a restart.
+const SSEReadyWait = 10 * time.Second
+
+// awaitServing waits, at most SSEReadyWait, until clients may join.
+func (s *Server) awaitServing(r *http.Request) {
+	if ok, _ := s.deps.Hub.Serving(); ok {
+		return
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(SSEReadyWait)
+	for {
+		select {
+		case <-t.C:
+			if ok, _ := s.deps.Hub.Serving(); ok || s.closing.Load() {
+				return
+			}
+		case <-deadline:
+			return
+		case <-r.Context().Done():
+			return
+		}
 	}
 }

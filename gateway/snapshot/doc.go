@@ -41,10 +41,11 @@
 // forgets the node's containers at a gap (containerstate.Set.Apply does).
 //
 // Epochs: a watermark of another epoch (the stream was made again since)
-// is ignored with its node's entries. Edge mode: the sequences are the
-// central stream's that the gateway reads; the publisher keeps the bucket
-// in direct mode only (see publisher/containerkv), so edge nodes are not
-// in the snapshot until a keeper folds the central stream for them.
-// Nodes that are not in the bucket at all (publishers older than the
-// bucket) are not in the snapshot either.
+// is ignored with its node's entries. Edge mode: the sequences must be
+// the central stream's that the gateway reads, not the local stream's the
+// edge writer gets; an edge publisher therefore keeps the central bucket
+// by folding its node's events of the central stream (see
+// publisher/containerkv), so the argument above holds unchanged. Nodes
+// that are not in the bucket at all (publishers older than the bucket)
+// are not in the snapshot.
 package snapshot

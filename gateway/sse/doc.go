@@ -11,4 +11,7 @@
 //     it from a request's Last-Event-ID header (which wins) or its
 //     last_event_id query parameter.
 //   - FrameID: which frames carry an id, and which.
+//   - NewTransport / Transport.Serve: a gateway client (package client)
+//     served on one response, written by the request's goroutine, with
+//     a comment line after Options.KeepAlive without a write.
 package sse

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -66,7 +67,15 @@ type Transport struct {
 	m     *melody.Melody
 }
 
-const keyClient = "client"
+// keyBinding is the session key of a connection's *binding.
+const keyBinding = "dockcast"
+
+// binding is what a session serves: its client and the connection under
+// it (one key: a session's keys are looked up for every frame written).
+type binding struct {
+	c *client.Client
+	k *conn
+}
 
 // New makes the transport.
 func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
@@ -81,9 +90,14 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	m.Upgrader.CheckOrigin = func(*http.Request) bool { return true } // admission checked the origin
 	m.Upgrader.Subprotocols = []string{Subprotocol}
 	m.Upgrader.WriteBufferPool = &sync.Pool{}
+	// Pooled (only a connection being written holds one): a batched
+	// frame fits whole, so that it goes out in one write.
+	m.Upgrader.WriteBufferSize = client.MaxBatchBytes + 1024
+	// Frames from clients are small (MaxMessageSize): a small read buffer.
+	m.Upgrader.ReadBufferSize = 512
 	m.HandleConnect(func(s *melody.Session) {
 		c := sessionClient(s)
-		c.Attach(sink{s})
+		c.Attach(sink{s, sessionConn(s)})
 		if hooks.Connected != nil {
 			hooks.Connected(c)
 		}
@@ -96,13 +110,18 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 		}
 	})
 	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
-		sessionClient(s).Sent()
+		b := sessionBinding(s)
+		b.k.written()
+		b.c.Written(msg)
 		if hooks.Written != nil {
 			hooks.Written(len(msg))
 		}
 	})
 	m.HandleError(func(s *melody.Session, err error) {
 		if errors.Is(err, melody.ErrMessageBufferFull) {
+			if k := sessionConn(s); k.sending.Load() {
+				k.written() // never will be
+			}
 			t.log.Error("melody buffer full: a frame was dropped", "remote", s.Request.RemoteAddr)
 			return
 		}
@@ -115,10 +134,39 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 // Credits is how many frames a client may hand melody at once.
 func (t *Transport) Credits() int { return t.opts.Buffer - 2 }
 
-// Serve upgrades the request and serves c on it until the connection
-// ends.
-func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Client) error {
-	return t.m.HandleRequestWithKeys(w, r, map[string]any{keyClient: c})
+// Serve upgrades the request and serves c on it. It returns at once: the
+// connection is taken from net/http (whose buffers, request state and
+// goroutine an idle connection would otherwise keep: most of its memory)
+// and served on a goroutine of its own; ended is called once, when the
+// connection is over (or could not be upgraded: then the error is
+// returned, or logged when it comes later).
+func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Client, ended func()) error {
+	hj, ok := w.(http.Hijacker)
+	if !ok || !upgradable(r) {
+		// gorilla answers what it cannot upgrade (400, 426…).
+		defer ended()
+		return t.m.HandleRequestWithKeys(w, r, map[string]any{keyBinding: &binding{c, &conn{}}})
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		ended()
+		return fmt.Errorf("hijack: %w", err)
+	}
+	if brw.Reader.Buffered() > 0 {
+		_ = nc.Close()
+		ended()
+		return errors.New("the client sent data before the handshake completed")
+	}
+	k := &conn{Conn: nc}
+	go func() {
+		defer ended()
+		d := &detached{k: k, header: http.Header{}}
+		if err := t.m.HandleRequestWithKeys(d, r, map[string]any{keyBinding: &binding{c, k}}); err != nil {
+			_ = nc.Close()
+			t.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
+		}
+	}()
+	return nil
 }
 
 // Abort closes every connection at once (a shutdown past its deadline).
@@ -130,14 +178,30 @@ func (t *Transport) Abort() {
 	}
 }
 
-func sessionClient(s *melody.Session) *client.Client {
-	return s.MustGet(keyClient).(*client.Client)
+func sessionBinding(s *melody.Session) *binding {
+	return s.MustGet(keyBinding).(*binding)
 }
 
-// sink is a melody session as a client's Sink.
-type sink struct{ s *melody.Session }
+func sessionClient(s *melody.Session) *client.Client { return sessionBinding(s).c }
 
-func (k sink) Send(frame []byte) error { return k.s.Write(frame) }
+func sessionConn(s *melody.Session) *conn { return sessionBinding(s).k }
+
+// sink is a melody session as a client's Sink.
+type sink struct {
+	s *melody.Session
+	k *conn
+}
+
+func (k sink) Send(frame []byte) error {
+	k.k.handed()
+	k.k.sending.Store(true)
+	err := k.s.Write(frame)
+	k.k.sending.Store(false)
+	if err != nil {
+		k.k.written() // never will be
+	}
+	return err
+}
 
 func (k sink) Close(code int, reason string) error {
 	return k.s.CloseWithMsg(melody.FormatCloseMessage(code, reason))

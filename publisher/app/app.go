@@ -75,6 +75,9 @@ type App struct {
 	// Stored, if set, is called for every event stored, in stream order,
 	// with its stream sequence (stream.Writer.Stored); it must not block.
 	Stored func(seq uint64, it *queue.Item)
+	// StatesPoll is how often an edge publisher folds the central stream
+	// into the container states (default 2s).
+	StatesPoll time.Duration
 	// Listening, if set, is called with the HTTP server's address.
 	Listening func(addr string)
 
@@ -194,7 +197,7 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		a.Log.Info("node lease taken", "node", node, "holder", key.Holder)
 		want := a.streamConfig()
-		out = sink{name: cfg.Stream, current: func() jetstream.Stream { return st }, missing: func(ctx context.Context) error {
+		out = sink{name: cfg.Stream, current: func() jetstream.Stream { return st }, central: js, missing: func(ctx context.Context) error {
 			_, err := natsutil.EnsureSharedStream(ctx, js, want, cfg.Explicit(), a.Log)
 			return err
 		}}
@@ -233,20 +236,21 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 	tagger := docker.NewHealthTagger(cli, log.With("component", "healthcheck"))
 	stages := append([]queue.Stage{tagger.Stage}, a.Stages...)
 	writeQueue := queue.New(int64(cfg.QueueMaxBytes) / 8)
-	// The container states for list-then-watch, from what the writer
-	// stored (direct mode only: in edge mode the writer's sequences are
-	// the local stream's, not the central one gateways read).
+	// The container states for list-then-watch, kept where the gateways
+	// read: from what the writer stored (direct mode), or by folding the
+	// central stream (edge mode: the writer's sequences are the local
+	// stream's).
 	stored := a.Stored
-	var keeper *containerkv.Keeper
-	if !cfg.Edge() {
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return fmt.Errorf("jetstream: %w", err)
-		}
-		keeper = &containerkv.Keeper{Stream: out.current(), Node: node, Log: log.With("component", "containers"),
-			Open: func(ctx context.Context) (jetstream.KeyValue, error) {
-				return containerstate.EnsureBucket(ctx, js, cfg.Stream, cfg.Replicas)
-			}}
+	keeper := &containerkv.Keeper{Node: node, Log: log.With("component", "containers"),
+		Open: func(ctx context.Context) (jetstream.KeyValue, error) {
+			return containerstate.EnsureBucket(ctx, out.central, cfg.Stream, cfg.Replicas)
+		},
+		OpenStream: func(ctx context.Context) (jetstream.Stream, error) { return out.central.Stream(ctx, cfg.Stream) },
+	}
+	if cfg.Edge() {
+		keeper.Poll = a.statesPoll()
+	} else {
+		keeper.Stream = out.current()
 		stored = keeper.Stored
 		if a.Stored != nil {
 			stored = func(seq uint64, it *queue.Item) {
@@ -327,11 +331,9 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 		}
 		return nil
 	})
-	if keeper != nil {
-		g.Go(func() error { // 7. the container states, until the writer is done
-			return keeper.Run(statusCtx)
-		})
-	}
+	g.Go(func() error { // 7. the container states, until the writer is done
+		return keeper.Run(statusCtx)
+	})
 	g.Go(func() error { // 5. the drain deadline
 		<-readCtx.Done()
 		log.Info("shutting down: draining the queue", "queue", a.Queue.Len(), "deadline", a.DrainTimeout)
@@ -363,6 +365,13 @@ func (a *App) runStages(ctx context.Context, cli *client.Client, out sink, key *
 	}
 	log.Info("publisher stopped")
 	return nil
+}
+
+func (a *App) statesPoll() time.Duration {
+	if a.StatesPoll > 0 {
+		return a.StatesPoll
+	}
+	return 2 * time.Second
 }
 
 // connect dials NATS (it reconnects forever on its own).

@@ -48,6 +48,9 @@ type sink struct {
 	renamed func() string
 	upkeep  func(ctx context.Context)
 	bucket  func(ctx context.Context) (jetstream.KeyValue, error)
+	// central is the JetStream of the stream gateways read (the hub's
+	// domain in edge mode): the container states are kept there.
+	central jetstream.JetStream
 }
 
 // edge is the state of a publisher in edge mode.
@@ -107,7 +110,7 @@ func (a *App) setupEdge(ctx context.Context, srv *embedded.Server, nc *nats.Conn
 	e.sources = natsutil.Sources{JS: hub, Stream: cfg.Stream, Log: a.Log.With("component", "centre")}
 	e.spec = embedded.LocalStream{
 		Central: cfg.Stream, Node: node, MaxAge: cfg.MaxAge, MaxBytes: int64(cfg.MaxBytes), Duplicates: cfg.DuplicateWindow,
-		Taken: embedded.CentralTaken(e.sources, node, 5*time.Second), Log: a.Log.With("component", "local-stream"),
+		Taken: e.taken(embedded.CentralTaken(e.sources, node, 5*time.Second)), Log: a.Log.With("component", "local-stream"),
 	}
 	wait := a.HubWait
 	if wait <= 0 {
@@ -149,6 +152,26 @@ func (a *App) setupEdge(ctx context.Context, srv *embedded.Server, nc *nats.Conn
 	}
 	e.stream = st
 	return e, key, nil
+}
+
+// taken asks the centre whether a local stream name is in use, a few
+// times while the leaf link is up: right after the link comes up the hub's
+// JetStream API may not answer across it yet, and an unanswered question
+// costs the base name (a suffixed one is made instead).
+func (e *edge) taken(ask func(context.Context, string) (bool, error)) func(context.Context, string) (bool, error) {
+	return func(ctx context.Context, name string) (bool, error) {
+		var err error
+		for range 5 {
+			var yes bool
+			if yes, err = ask(ctx, name); err == nil || !e.srv.LeafConnected() {
+				return yes, err
+			}
+			if backoff.Sleep(ctx, 500*time.Millisecond) != nil {
+				break
+			}
+		}
+		return false, err
+	}
 }
 
 // waitLink waits (at most d) for the leaf link; it reports whether it is up.
@@ -228,7 +251,7 @@ func (e *edge) missing(ctx context.Context) error {
 func (e *edge) sink() sink {
 	return sink{
 		name: e.currentName(), current: e.current, missing: e.missing, renamed: e.currentName,
-		upkeep: e.upkeep, bucket: e.waitBucket,
+		upkeep: e.upkeep, bucket: e.waitBucket, central: e.hub,
 	}
 }
 

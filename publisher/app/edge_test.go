@@ -210,7 +210,7 @@ func readCentral(t *testing.T, js jetstream.JetStream) []centralMsg {
 func toCentral(seq uint64, subj, id, source string) centralMsg {
 	m := centralMsg{Seq: seq, Subject: subj, ID: id, Source: source}
 	if f := strings.Fields(source); len(f) >= 2 {
-		m.SourcedStream = f[0]
+		m.SourcedStream, _, _ = strings.Cut(f[0], ":") // name:hash of the external API
 		m.Local, _ = strconv.ParseUint(f[1], 10, 64)
 	}
 	return m
@@ -458,4 +458,53 @@ func TestEdgeSecondPublisherForANodeRefused(t *testing.T) {
 	if ok, why := p.App.Ready(); !ok {
 		t.Fatalf("the first publisher is no longer ready: %s", why)
 	}
+}
+
+// A local stream deleted while its publisher runs is made again under a
+// new name (DOCKER_EVENTS_<node>_<unix seconds>) and the central source
+// moved to it: the events from then on reach the centre exactly once, in
+// the engine's order, and the central stream sources only the new one.
+func TestEdgeLocalStreamDeletedIsRemadeUnderANewName(t *testing.T) {
+	hub := testkit.StartHub(t, testkit.HubOptions{})
+	_, hubJS := testkit.Connect(t, hub.ClientURL())
+	e := testkit.StartFakeEngine(t, testkit.FakeEngineOptions{Memory: 100000})
+	vars := map[string]string{
+		"PUBLISHER_HUB": hub.LeafURL(), "PUBLISHER_NODE": "edge_lost", "DOCKER_HOST": e.Host,
+		"PUBLISHER_DATA_DIR": t.TempDir(), "PUBLISHER_EMBEDDED_NATS": testkit.FreeAddr(t),
+	}
+	p := startPub(t, vars, edgeTune)
+	p.WaitReady()
+	n := 0
+	emit := func(k int) {
+		for range k {
+			e.Emit(containerEvent(n))
+			n++
+		}
+	}
+	emit(50)
+	waitHistory(t, hubJS, e, "edge_lost", time.Minute)
+
+	_, local := testkit.Connect(t, "nats://"+vars["PUBLISHER_EMBEDDED_NATS"])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := local.DeleteStream(ctx, "DOCKER_EVENTS_edge_lost"); err != nil {
+		t.Fatal(err)
+	}
+	emit(50)
+	msgs := waitHistory(t, hubJS, e, "edge_lost", time.Minute)
+	central := readCentral(t, hubJS)
+	checkSourced(t, "after the local stream was deleted", central)
+	last := central[len(central)-1].SourcedStream
+	if !strings.HasPrefix(last, "DOCKER_EVENTS_edge_lost_") {
+		t.Fatalf("the last events came from %s, want a new local stream DOCKER_EVENTS_edge_lost_<unix seconds>", last)
+	}
+	s, err := hubJS.Stream(ctx, "DOCKER_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs := s.CachedInfo().Config.Sources
+	if len(srcs) != 1 || srcs[0].Name != last {
+		t.Fatalf("central sources %+v, want only %s", srcs, last)
+	}
+	t.Logf("%d events exactly once across the local stream's loss; now sourced from %s", len(msgs), last)
 }

@@ -23,7 +23,8 @@
 // stream instead, so nothing is missed.
 //
 // In edge mode the writer's sequences are the local stream's, not the
-// central one the gateways read: a keeper there must fold the central
-// stream (Stored unused, Poll set); the publisher keeps the bucket in
-// direct mode only.
+// central one the gateways read: there the keeper is not fed by Stored
+// but folds the central stream (across the leaf link, in the hub's
+// domain) every Poll, and writes the central bucket; the sequences are
+// then the central stream's, as the gateways need.
 package containerkv

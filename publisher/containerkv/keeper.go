@@ -30,8 +30,10 @@ type Keeper struct {
 	// Open, when KV is nil, opens (or creates) the bucket; retried.
 	Open   func(ctx context.Context) (jetstream.KeyValue, error)
 	Stream jetstream.Stream // the stream the sequences belong to
-	Node   string
-	Log    *slog.Logger
+	// OpenStream, when Stream is nil, looks it up; retried.
+	OpenStream func(ctx context.Context) (jetstream.Stream, error)
+	Node       string
+	Log        *slog.Logger
 	// MaxPending bounds the events waiting (DefaultMaxPending).
 	MaxPending int
 	// Poll, if set, folds the stream every Poll instead of waiting for
@@ -104,12 +106,20 @@ func (k *Keeper) Run(ctx context.Context) error {
 	k.init()
 	retry := backoff.New(k.RetryMin, k.RetryMax)
 	for {
+		began := time.Now()
 		err := k.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if time.Since(began) > 30*time.Second {
+			retry.Reset() // it had been working
+		}
+		level := slog.LevelDebug // a run of failures: the first one was logged
+		if retry.Current() == k.RetryMin {
+			level = slog.LevelWarn
+		}
 		wait := retry.Next()
-		k.Log.Warn("container states: retrying", "err", err, "wait", wait.Round(time.Millisecond))
+		k.Log.Log(ctx, level, "container states: retrying", "err", err, "wait", wait.Round(time.Millisecond))
 		if backoff.Sleep(ctx, wait) != nil {
 			return nil
 		}
@@ -182,6 +192,13 @@ func (k *Keeper) session(ctx context.Context) error {
 func (k *Keeper) load(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if k.Stream == nil {
+		st, err := k.OpenStream(cctx)
+		if err != nil {
+			return err
+		}
+		k.Stream = st
+	}
 	if k.KV == nil {
 		kv, err := k.Open(cctx)
 		if err != nil {
@@ -191,6 +208,7 @@ func (k *Keeper) load(ctx context.Context) error {
 	}
 	info, err := k.Stream.Info(cctx)
 	if err != nil {
+		k.Stream = nil // looked up again (edge mode: across the leaf link)
 		return fmt.Errorf("stream info: %w", err)
 	}
 	k.epoch = strconv.FormatInt(info.Created.UnixNano(), 10)

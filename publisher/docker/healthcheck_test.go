@@ -179,3 +179,23 @@ func TestFIFOMapBounded(t *testing.T) {
 		t.Fatal("the newest entry was evicted")
 	}
 }
+
+// BenchmarkHealthTaggerStage: the stage's cost per event, for a start
+// event (most events: nothing to do) and a cached check's exec_start.
+func BenchmarkHealthTaggerStage(b *testing.B) {
+	ins := &fakeInspector{calls: map[string]int{}, configs: map[string]*container.HealthConfig{"hc": {Test: []string{"CMD", "/probe", "health"}}}}
+	h := &HealthTagger{Inspector: ins}
+	for _, c := range []struct {
+		name string
+		it   queue.Item
+	}{{"start", execEvent("hc", "start", "", "")}, {"check_exec_start", execEvent("hc", "exec_start", "/probe health", "e1")}} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				it := c.it
+				if err := h.Stage(context.Background(), &it); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -95,9 +95,15 @@ func Fold(ctx context.Context, stream jetstream.Stream, node string, after, upTo
 		defer cancel()
 		_ = stream.DeleteConsumer(dctx, cons.CachedInfo().Name)
 	}()
-	done := after
+	done, waited := after, false
 	for done < upTo {
-		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
+		// What is stored is there at once: no wait, unless nothing came.
+		var batch jetstream.MessageBatch
+		if waited {
+			batch, err = cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
+		} else {
+			batch, err = cons.FetchNoWait(512)
+		}
 		if err != nil {
 			return done, fmt.Errorf("read %s from %d: %w", node, done+1, err)
 		}
@@ -120,6 +126,7 @@ func Fold(ctx context.Context, stream jetstream.Stream, node string, after, upTo
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return done, fmt.Errorf("read %s from %d: %w", node, done+1, err)
 		}
+		waited = n == 0
 		if n == 0 {
 			if ctx.Err() != nil {
 				return done, ctx.Err()

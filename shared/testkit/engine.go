@@ -51,6 +51,7 @@ type FakeEngine struct {
 
 	mu         sync.Mutex
 	memory     int
+	block      bool
 	remembered []events.Message // the last `memory` events
 	history    []events.Message // every event ever emitted, in order
 	subs       map[*engineSub]struct{}
@@ -75,28 +76,43 @@ type engineSub struct {
 type FakeEngineOptions struct {
 	Name   string // default "fake-engine"
 	Memory int    // events remembered (default 256)
+	// Block makes Emit wait for a subscriber that does not take an event
+	// instead of dropping it after 100 ms (the real engine drops): for a
+	// program that measures throughput on a busy machine.
+	Block bool
 }
 
 // StartFakeEngine serves a stand-in engine on a free loopback port until
 // the test ends.
 func StartFakeEngine(t testing.TB, o FakeEngineOptions) *FakeEngine {
 	t.Helper()
+	e := NewFakeEngine(o)
+	t.Cleanup(e.Close)
+	return e
+}
+
+// NewFakeEngine serves a stand-in engine on a free loopback port until
+// Close (for programs such as the scale demonstration; tests use
+// StartFakeEngine).
+func NewFakeEngine(o FakeEngineOptions) *FakeEngine {
 	if o.Name == "" {
 		o.Name = "fake-engine"
 	}
 	if o.Memory <= 0 {
 		o.Memory = 256
 	}
-	e := &FakeEngine{Name: o.Name, memory: o.Memory, subs: map[*engineSub]struct{}{}, inspect: map[string]container.InspectResponse{},
+	e := &FakeEngine{Name: o.Name, memory: o.Memory, block: o.Block, subs: map[*engineSub]struct{}{}, inspect: map[string]container.InspectResponse{},
 		failNext: map[string]int{}, delays: map[string]time.Duration{}, holds: map[string]chan struct{}{}}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	e.Host = "tcp://" + e.srv.Listener.Addr().String()
-	t.Cleanup(func() {
-		e.CutStreams()
-		e.srv.CloseClientConnections()
-		e.srv.Close()
-	})
 	return e
+}
+
+// Close stops the engine: its event streams end and it stops listening.
+func (e *FakeEngine) Close() {
+	e.CutStreams()
+	e.srv.CloseClientConnections()
+	e.srv.Close()
 }
 
 // Now is the engine's clock: the host's clock plus the offset of StepClock.
@@ -139,6 +155,14 @@ func (e *FakeEngine) emitLocked(m events.Message) events.Message {
 		case s.ch <- m:
 			continue
 		default:
+		}
+		if e.block {
+			select {
+			case s.ch <- m:
+			case <-time.After(time.Minute): // a subscriber gone for good
+				e.dropped++
+			}
+			continue
 		}
 		t := time.NewTimer(100 * time.Millisecond)
 		select {

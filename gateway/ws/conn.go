@@ -1,0 +1,181 @@
+package ws
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// corkBytes bounds the bytes a connection holds back for one write.
+const corkBytes = 64 << 10
+
+// deadlineSlack is how far the socket's write deadline may lag behind the
+// one asked for before it is set again: melody asks for a new one before
+// every frame, which costs a timer update each time.
+const deadlineSlack = time.Second
+
+var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBytes); return &b }}
+
+// conn is the network connection under one WebSocket. While more frames
+// are waiting in melody's session buffer (queued > 1: the one being
+// written and others), what gorilla writes is held back and goes out in
+// one write with the last of them (or when corkBytes are held): a client
+// with a backlog costs one system call per 64 KiB, not one per frame. The
+// write deadline is set on the socket only when it moved by more than
+// deadlineSlack. gorilla serialises its writes; mu guards the buffer
+// and the deadlines all the same (SetWriteDeadline comes from melody).
+type conn struct {
+	net.Conn
+	// queued counts the text frames handed to melody and not yet
+	// reported written.
+	queued atomic.Int64
+	// sending is set while a frame is handed to melody, so that a frame
+	// melody drops (its buffer full) is taken off queued.
+	sending atomic.Bool
+
+	mu       sync.Mutex
+	buf      *[]byte   // held back bytes; nil when none
+	want     time.Time // the write deadline gorilla asked for
+	deadline time.Time // the one set on the socket
+	err      error
+}
+
+// handed counts a frame handed to melody; dropped takes it back.
+func (k *conn) handed()  { k.queued.Add(1) }
+func (k *conn) written() { k.queued.Add(-1) }
+
+// SetWriteDeadline records the deadline; writes apply it.
+func (k *conn) SetWriteDeadline(t time.Time) error {
+	k.mu.Lock()
+	k.want = t
+	k.mu.Unlock()
+	return nil
+}
+
+// SetDeadline sets both deadlines.
+func (k *conn) SetDeadline(t time.Time) error {
+	if err := k.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return k.Conn.SetReadDeadline(t)
+}
+
+func (k *conn) Write(p []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err != nil {
+		return 0, k.err
+	}
+	more := k.queued.Load() > 1
+	if k.buf != nil && len(*k.buf)+len(p) > corkBytes {
+		if err := k.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	if more && len(p) < corkBytes {
+		if k.buf == nil {
+			k.buf = corkPool.Get().(*[]byte)
+		}
+		*k.buf = append(*k.buf, p...)
+		return len(p), nil
+	}
+	if k.buf != nil {
+		*k.buf = append(*k.buf, p...)
+		if err := k.flushLocked(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if err := k.applyDeadline(); err != nil {
+		return 0, err
+	}
+	n, err := k.Conn.Write(p)
+	if err != nil {
+		k.err = err
+	}
+	return n, err
+}
+
+// flushLocked writes what is held back. k.mu is held.
+func (k *conn) flushLocked() error {
+	b := k.buf
+	k.buf = nil
+	defer func() {
+		*b = (*b)[:0]
+		corkPool.Put(b)
+	}()
+	if err := k.applyDeadline(); err != nil {
+		return err
+	}
+	if _, err := k.Conn.Write(*b); err != nil {
+		k.err = err
+		return err
+	}
+	return nil
+}
+
+func (k *conn) applyDeadline() error {
+	w, d := k.want, k.deadline
+	if w.IsZero() == d.IsZero() && w.Sub(d).Abs() <= deadlineSlack {
+		return nil
+	}
+	if err := k.Conn.SetWriteDeadline(w); err != nil {
+		k.err = err
+		return err
+	}
+	k.deadline = w
+	return nil
+}
+
+// Close closes the connection at once, also under a write that is stuck
+// (an abort); what is held back is dropped.
+func (k *conn) Close() error { return k.Conn.Close() }
+
+// detached is the response writer melody upgrades a connection that was
+// hijacked from net/http already: its Hijack hands over the wrapped
+// connection (with empty buffers: gorilla reads through its own small
+// reader and writes through melody's pool), and the rare refusal gorilla
+// may still write (the request was checked first, see upgradable) goes
+// straight to the connection.
+type detached struct {
+	k      *conn
+	header http.Header
+	status int
+}
+
+func (d *detached) Header() http.Header { return d.header }
+
+func (d *detached) WriteHeader(code int) {
+	if d.status != 0 {
+		return
+	}
+	d.status = code
+	var b strings.Builder
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	_ = d.header.Write(&b)
+	b.WriteString("Connection: close\r\n\r\n")
+	_, _ = d.k.Conn.Write([]byte(b.String()))
+}
+
+func (d *detached) Write(p []byte) (int, error) {
+	d.WriteHeader(http.StatusOK)
+	return d.k.Conn.Write(p)
+}
+
+func (d *detached) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return d.k, bufio.NewReadWriter(bufio.NewReaderSize(d.k, 16), bufio.NewWriterSize(d.k, 16)), nil
+}
+
+// upgradable reports whether gorilla will upgrade r (what it checks
+// before hijacking, bar the origin, which admission checked).
+func upgradable(r *http.Request) bool {
+	return r.Method == http.MethodGet && websocket.IsWebSocketUpgrade(r) &&
+		r.Header.Get("Sec-Websocket-Version") == "13" && r.Header.Get("Sec-Websocket-Key") != ""
+}
