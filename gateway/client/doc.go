@@ -5,7 +5,8 @@
 // protocol's frames, error codes and close codes, defined once here.
 //
 // Entry points: New, Client (Attach, JoinLive, JoinBuffering, Live, Status,
-// Replay, WaitRoom, GoLive, Sent, End, Reset, Disconnected, Checked), the
+// Replay, WaitRoom, GoLive, Sent, Written, End, Reset, Disconnected,
+// Checked), MaxBatchBytes, the
 // Sink a transport implements (ChanSink for transports that write on a
 // goroutine of their own), the *Frame builders, Decode (is a stream
 // message a valid event), Code and the Close* constants, EpochOf and
@@ -19,6 +20,13 @@
 // the queue exceeds MaxQueueBytes the client ends with slow_consumer and
 // an exact resume_from_seq, and a timer aborts the connection if the close
 // cannot be written within CloseTimeout. Nothing here blocks the hub.
+//
+// Batch (Options.Batch, the batch=1 parameter): one frame in flight; the
+// next joins every frame queued meanwhile, newline-separated, up to
+// MaxBatchBytes (a larger frame goes alone), in a pooled buffer that
+// Written gives back. No frame holds a line break (EventFrame and
+// StatusFrame compact JSON that has one), so the lines are exactly the
+// frames a client without batch gets.
 //
 // Resume: resume_from_seq is always the first event frame not handed to
 // the sink; when none is queued, one past the highest sequence the

@@ -9,7 +9,10 @@
 // (the live consumer and the watchdog), epoch.go (the one place a stream
 // reset is recognised), status.go (the DOCKER_STATUS watcher), times.go
 // (stored times of recent messages, for since gaps), invalid.go (messages
-// that are not valid events: skipped, counted, logged once).
+// that are not valid events: skipped, counted, logged once), recent.go
+// (the ring of the stream's last messages with their frames, which serves
+// resumes from_seq without JetStream: Recent), group.go (clients with the
+// same filter and rights, matched once per event).
 //
 // Clients are indexed by their subject filters in a NATS sublist (gsl),
 // so each message is matched only against clients whose subjects can
@@ -19,5 +22,5 @@
 //
 // Entry points: New, Hub.Run, Hub.JoinLive, Hub.JoinBuffering, Hub.Leave,
 // Hub.Ready, Hub.Serving, Hub.Reconnected, SameStream, Hub.StoredTime,
-// Hub.Invalid.
+// Hub.Invalid, Hub.Recent, Message.
 package hub

@@ -19,6 +19,12 @@
 // consumer (a NATS blip) is retried, with backoff, from the next unread
 // sequence.
 //
+// A from_seq replay whose whole range the live feed's ring of recent
+// messages holds (hub.Recent: every client resuming after a gateway
+// restart) is served from it instead, without a slot or any JetStream
+// call, with the same frames in the same order; Replayer.StreamOnly turns
+// that off (tests of the stream's path).
+//
 // For since, the first consumer starts by time and names the first
 // sequence stored at or after it; from there on the replay is one by
 // sequence. Messages removed by the stream's limits are detected from its

@@ -7,6 +7,14 @@
 // frame and the close. Every write has a deadline; frames over
 // MaxMessageSize from the client close the connection (1009).
 //
+// conn.go: Serve takes the connection from net/http and serves it on a
+// goroutine of its own (an idle client keeps neither net/http's buffers
+// nor its handler's stack); under gorilla, the connection holds back what
+// is written while more frames wait in melody and writes it at once (one
+// system call per 64 KiB for a client with a backlog, none delayed), and
+// sets the socket's write deadline only when it moved by more than a
+// second.
+//
 // Entry points: New, Transport.Serve, Transport.Credits, Transport.Abort,
 // Subprotocol.
 package ws

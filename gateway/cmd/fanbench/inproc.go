@@ -64,6 +64,7 @@ func (o *orchestrator) profile(ctx context.Context) *profileResult {
 		batch           bool
 	}{
 		{"flat", o.sc.FlatClients, o.sc.FlatEvents, 0, false},
+		{"flat-batch", o.sc.FlatClients, o.sc.FlatEvents, 0, true},
 		{"latency", o.sc.LatClients, o.sc.LatRate * int(o.sc.LatDuration/time.Second), o.sc.LatRate, false},
 	}
 	for _, l := range loads {

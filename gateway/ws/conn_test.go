@@ -1,0 +1,75 @@
+package ws
+
+import (
+	"bytes"
+	"net"
+	"testing"
+	"time"
+)
+
+// recConn records the writes and write deadlines that reach the socket.
+type recConn struct {
+	net.Conn
+	writes    [][]byte
+	deadlines []time.Time
+}
+
+func (r *recConn) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+func (r *recConn) SetWriteDeadline(t time.Time) error {
+	r.deadlines = append(r.deadlines, t)
+	return nil
+}
+
+// TestConnCoalescesQueuedFrames: while more frames wait in melody, what
+// gorilla writes is held back and goes out in one write with the last of
+// them, in order; a write too large to hold flushes what is held first;
+// the deadline reaches the socket only when it moved by more than
+// deadlineSlack.
+func TestConnCoalescesQueuedFrames(t *testing.T) {
+	t.Parallel()
+	rec := &recConn{}
+	k := &conn{Conn: rec}
+	t0 := time.Now().Add(10 * time.Second)
+	for range 3 {
+		k.handed()
+	}
+	for i, p := range []string{"a", "b", "c"} {
+		_ = k.SetWriteDeadline(t0.Add(time.Duration(i) * 100 * time.Millisecond))
+		if _, err := k.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 && len(rec.writes) != 0 {
+			t.Fatalf("frame %d of 3 written at once: %q", i, rec.writes)
+		}
+		k.written()
+	}
+	if len(rec.writes) != 1 || string(rec.writes[0]) != "abc" {
+		t.Fatalf("writes %q, want one write \"abc\"", rec.writes)
+	}
+	if len(rec.deadlines) != 1 {
+		t.Fatalf("deadlines set %v, want one (they moved by less than %v)", rec.deadlines, deadlineSlack)
+	}
+
+	// Alone: written at once; a deadline 2 s later is set again.
+	k.handed()
+	_ = k.SetWriteDeadline(t0.Add(2 * time.Second))
+	_, _ = k.Write([]byte("d"))
+	k.written()
+	if len(rec.writes) != 2 || len(rec.deadlines) != 2 {
+		t.Fatalf("writes %q, deadlines %v", rec.writes, rec.deadlines)
+	}
+
+	// Held back, then a large write: what is held goes first.
+	k.handed()
+	k.handed()
+	_, _ = k.Write([]byte("e"))
+	big := bytes.Repeat([]byte("x"), corkBytes)
+	_, _ = k.Write(big)
+	if len(rec.writes) != 4 || string(rec.writes[2]) != "e" || !bytes.Equal(rec.writes[3], big) {
+		t.Fatalf("after a large write: %d writes", len(rec.writes))
+	}
+}
