@@ -57,6 +57,8 @@ type Hub struct {
 	invalid invalidLog
 
 	attached atomic.Bool
+	down     atomic.Bool  // NATS was reported down since the last watch began
+	watches  atomic.Int64 // status watches begun (each restart is one more)
 	checkNow chan struct{}
 	watchNow chan struct{}
 }
@@ -98,16 +100,26 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 // Reconnected tells the hub that NATS reconnected (or disconnected, with
-// false): it re-checks the stream and restarts the status watch.
+// false): it re-checks the stream, and after a disconnect it restarts the
+// status watch. The first "connected" of a connection that was never down
+// (nats.go reports it asynchronously, possibly after the hub began) is not
+// a reconnect: restarting then would only lose the changes written while
+// the new watch starts.
 func (h *Hub) Reconnected(up bool) {
 	if !up {
 		h.attached.Store(false)
+		h.down.Store(true)
 	}
-	for _, ch := range []chan struct{}{h.checkNow, h.watchNow} {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+	signal(h.checkNow)
+	if up && h.down.Swap(false) {
+		signal(h.watchNow)
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 

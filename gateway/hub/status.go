@@ -80,6 +80,10 @@ func (h *Hub) watchStatus(ctx context.Context) {
 		up := time.Now()
 		err := h.watchOnce(ctx)
 		retry.Healthy(up)
+		if errors.Is(err, errRewatch) {
+			h.log.Debug("status watch", "err", err)
+			continue // NATS is back: watch again at once
+		}
 		if err != nil && ctx.Err() == nil {
 			h.mu.Lock()
 			h.status.err = err
@@ -89,6 +93,9 @@ func (h *Hub) watchStatus(ctx context.Context) {
 		}
 	}
 }
+
+// errRewatch ends a status watch when NATS reconnected.
+var errRewatch = errors.New("nats reconnected: watching again")
 
 func (h *Hub) watchOnce(ctx context.Context) error {
 	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -111,6 +118,7 @@ func (h *Hub) watchOnce(ctx context.Context) error {
 		return fmt.Errorf("watch bucket %s: %w", status.Bucket, err)
 	}
 	defer func() { _ = w.Stop() }()
+	h.watches.Add(1)
 	h.mu.Lock()
 	h.status.seen = map[string]bool{}
 	h.mu.Unlock()
@@ -123,7 +131,7 @@ func (h *Hub) watchOnce(ctx context.Context) error {
 		case now := <-stale.C:
 			h.statusStale(now)
 		case <-h.watchNow:
-			return errors.New("nats reconnected: watching again")
+			return errRewatch
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("watch ended")

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,4 +72,61 @@ func TestStatusWatchWaitsForTheBucket(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestConnectIsNotAReconnect: nats.go reports a connection's first
+// "connected" asynchronously, possibly after the hub began watching; that
+// must not restart the status watch (a restart, waiting out its backoff,
+// lost the changes written meanwhile: TestStatusScope saw B/2 missing).
+// After a real disconnect the watch restarts, at once, without backoff.
+func TestConnectIsNotAReconnect(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kv, err := natsutil.EnsureStatusBucket(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(version string) {
+		t.Helper()
+		st := status.Status{Node: "n1", Docker: status.Connected, Since: time.Now(), Engine: status.Engine{Version: version}}
+		if _, err := kv.Put(ctx, "n1", st.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var h *Hub
+	arrived := func(version string) {
+		t.Helper()
+		testkit.Eventually(t, 30*time.Second, func() error {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if ns := h.status.nodes["n1"]; ns == nil || !strings.Contains(ns.change, `"version":"`+version+`"`) {
+				return fmt.Errorf("status of n1 version %s has not arrived", version)
+			}
+			return nil
+		})
+	}
+	put("1")
+	h = New(js, "REWATCH", testkit.Logger(t), nil)
+	h.RetryWait, h.MaxRetryWait = time.Hour, time.Hour // a restart that waited would never end
+	runHub(t, js, h)
+	arrived("1")
+	h.Reconnected(true) // the first "connected"
+	put("2")
+	arrived("2")
+	if n := h.watches.Load(); n != 1 {
+		t.Fatalf("%d status watches after the first connected, want 1", n)
+	}
+	h.Reconnected(false)
+	h.Reconnected(true)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if n := h.watches.Load(); n != 2 {
+			return fmt.Errorf("%d status watches after a reconnect, want 2", n)
+		}
+		return nil
+	})
+	put("3")
+	arrived("3")
 }
