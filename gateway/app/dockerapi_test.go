@@ -289,6 +289,11 @@ func TestDockerEventsSlowClient(t *testing.T) {
 			}
 		}
 	}()
+	// Published in chunks of 100 (about 200 KiB, well under the 1 MiB
+	// queue): before the next chunk the reading client has every event so
+	// far, so only the client that never reads can fall behind (the small
+	// send buffers apply to both: publishing flat out, a reading client
+	// would fall behind too on an idle machine).
 	pad := strings.Repeat("x", 2000)
 	var sent []string
 	for i := 0; i < 20000; i++ {
@@ -296,6 +301,17 @@ func TestDockerEventsSlowClient(t *testing.T) {
 		publish(t, js, ev)
 		sent = append(sent, ev.Actor.Attributes["name"])
 		if i%100 == 99 {
+			testkit.Eventually(t, 60*time.Second, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if goodErr != nil {
+					t.Fatalf("the reading client ended after %d of %d events: %v", len(names), len(sent), goodErr)
+				}
+				if len(names) < len(sent) {
+					return fmt.Errorf("the reading client got %d of %d events", len(names), len(sent))
+				}
+				return nil
+			})
 			if v, _ := sample(scrape(t, g.base+"/metrics"), "dockcast_gateway_clients"); v < 2 {
 				break // the slow client was cut off
 			}
