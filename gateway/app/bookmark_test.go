@@ -44,7 +44,19 @@ func TestBookmark(t *testing.T) {
 			switch transport {
 			case "ws":
 				c := dial(t, g.wsURL(q("filter", narrow)), nil)
-				frames = func(n int) []frame { return readEvents(t, c, n) }
+				// Live first: only events after the join are sent, so the
+				// first one is published after it.
+				pre := readUntil(t, c, "live")
+				frames = func(n int) []frame {
+					fs := pre
+					for end := time.Now().Add(60 * time.Second); len(eventSeqs(fs)) < n; {
+						if time.Now().After(end) {
+							t.Fatalf("%d of %d events within 60 s", len(eventSeqs(fs)), n)
+						}
+						fs = append(fs, read(t, c, 30*time.Second))
+					}
+					return fs
+				}
 				bookmark = func(atLeast uint64) (frame, string) {
 					for {
 						f := read(t, c, 30*time.Second)
@@ -58,7 +70,17 @@ func TestBookmark(t *testing.T) {
 				}
 			case "sse":
 				s := openSSE(t, g.sseURL(q("filter", narrow)), nil)
-				frames = func(n int) []frame { return s.events(n, "") }
+				pre := s.frames("live", "")
+				frames = func(n int) []frame {
+					fs := pre
+					for end := time.Now().Add(60 * time.Second); len(eventSeqs(fs)) < n; {
+						if time.Now().After(end) {
+							t.Fatalf("%d of %d events within 60 s", len(eventSeqs(fs)), n)
+						}
+						fs = append(fs, s.frames("event", pre[len(pre)-1].Epoch)...)
+					}
+					return fs
+				}
 				bookmark = func(atLeast uint64) (frame, string) {
 					for {
 						m, err := s.next(30 * time.Second)
