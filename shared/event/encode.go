@@ -27,25 +27,7 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `,"actor":{"id":`...)
 	dst = appendString(dst, e.Actor.ID)
 	dst = append(dst, `,"attributes":`...)
-	if e.Actor.Attributes == nil {
-		dst = append(dst, "null"...)
-	} else {
-		keys := make([]string, 0, len(e.Actor.Attributes))
-		for k := range e.Actor.Attributes {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		dst = append(dst, '{')
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, k)
-			dst = append(dst, ':')
-			dst = appendString(dst, e.Actor.Attributes[k])
-		}
-		dst = append(dst, '}')
-	}
+	dst = AppendAttributes(dst, e.Actor.Attributes)
 	dst = append(dst, '}')
 	dst = appendField(dst, "scope", e.Scope)
 	dst = append(dst, `,"time":"`...)
@@ -53,6 +35,29 @@ func (e *Event) AppendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `","time_nano":`...)
 	dst = strconv.AppendInt(dst, e.TimeNano, 10)
 	return append(dst, '}'), nil
+}
+
+// AppendAttributes appends attrs as encoding/json encodes a
+// map[string]string: null when nil, else an object with its keys sorted.
+func AppendAttributes(dst []byte, attrs map[string]string) []byte {
+	if attrs == nil {
+		return append(dst, "null"...)
+	}
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		dst = appendString(dst, attrs[k])
+	}
+	return append(dst, '}')
 }
 
 // sizeHint is about the length of the event's JSON (exact when nothing

@@ -2,7 +2,6 @@ package testkit
 
 import (
 	"encoding/json"
-	"slices"
 	"strconv"
 
 	"github.com/docker/docker/api/types/events"
@@ -41,25 +40,7 @@ func appendMessage(dst []byte, m *events.Message) []byte {
 	dst = append(dst, `{"ID":`...)
 	dst = event.AppendString(dst, m.Actor.ID)
 	dst = append(dst, `,"Attributes":`...)
-	if m.Actor.Attributes == nil {
-		dst = append(dst, "null"...)
-	} else {
-		keys := make([]string, 0, len(m.Actor.Attributes))
-		for k := range m.Actor.Attributes {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		dst = append(dst, '{')
-		for i, k := range keys {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = event.AppendString(dst, k)
-			dst = append(dst, ':')
-			dst = event.AppendString(dst, m.Actor.Attributes[k])
-		}
-		dst = append(dst, '}')
-	}
+	dst = event.AppendAttributes(dst, m.Actor.Attributes)
 	dst = append(dst, '}')
 	str("scope", m.Scope, true)
 	for _, f := range []struct {
