@@ -215,9 +215,13 @@ func (w *Writer) recover(ctx context.Context) error {
 		}
 	}()
 	node := flights[0].items[0].Event.Node
+	// A batch acknowledged as stored now proves the ones ahead of it were
+	// stored too (it expected their last sequence); one answered as a
+	// duplicate proves nothing of the sort (the duplicate check comes
+	// before the expectation), so it is settled with the rest.
 	lastOK := -1
 	for i, f := range flights {
-		if f.err == nil {
+		if f.err == nil && !f.dup {
 			lastOK = i
 		}
 	}
