@@ -73,7 +73,10 @@ func (k *conn) Write(p []byte) (int, error) {
 	if k.err != nil {
 		return 0, k.err
 	}
-	more := k.queued.Load() > 1
+	// A control frame (gorilla's close reply, a pong) goes out at once with
+	// what is held: after a close gorilla writes no more frames, so one
+	// held back would never leave.
+	more := k.queued.Load() > 1 && !isControl(p)
 	if k.buf != nil && len(*k.buf)+len(p) > corkBytes {
 		if err := k.flushLocked(); err != nil {
 			return 0, err
@@ -178,4 +181,12 @@ func (d *detached) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func upgradable(r *http.Request) bool {
 	return r.Method == http.MethodGet && websocket.IsWebSocketUpgrade(r) &&
 		r.Header.Get("Sec-Websocket-Version") == "13" && r.Header.Get("Sec-Websocket-Key") != ""
+}
+
+// isControl reports whether p is one whole unmasked control frame (close,
+// ping, pong), as gorilla writes one: FIN and an opcode of 8 or more, and a
+// payload of at most 125 bytes filling the rest of p. A data frame's write
+// that happens to look like one is only written at once instead of held.
+func isControl(p []byte) bool {
+	return len(p) >= 2 && p[0]&0x80 != 0 && p[0]&0x0F >= 8 && p[1]&0x80 == 0 && int(p[1]) == len(p)-2
 }

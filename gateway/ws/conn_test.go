@@ -73,3 +73,29 @@ func TestConnCoalescesQueuedFrames(t *testing.T) {
 		t.Fatalf("after a large write: %d writes", len(rec.writes))
 	}
 }
+
+// TestConnWritesControlFramesAtOnce: a close reply (or pong) written while
+// frames are still queued goes out at once, with what is held before it:
+// gorilla writes nothing after a close, so a held close never left and the
+// client waited out its close handshake.
+func TestConnWritesControlFramesAtOnce(t *testing.T) {
+	t.Parallel()
+	rec := &recConn{}
+	k := &conn{Conn: rec}
+	for range 3 {
+		k.handed()
+	}
+	_, _ = k.Write([]byte("a"))
+	closeFrame := []byte{0x88, 0x02, 0x03, 0xe8} // close 1000
+	if _, err := k.Write(closeFrame); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.writes) != 1 || !bytes.Equal(rec.writes[0], append([]byte("a"), closeFrame...)) {
+		t.Fatalf("writes %q, want what was held and the close frame at once", rec.writes)
+	}
+	for _, p := range [][]byte{{0x81, 0x01, 'x'}, {0x88, 0x05, 0x03}, {'{', '"'}} {
+		if isControl(p) {
+			t.Errorf("%q taken for a control frame", p)
+		}
+	}
+}
