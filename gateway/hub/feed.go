@@ -160,6 +160,7 @@ func (h *Hub) watchdog(ctx context.Context, reset *atomic.Bool) {
 			return
 		}
 		h.recent.trim(info.State.FirstSeq)
+		h.warmUpGone(info.State.FirstSeq)
 		if !h.warming.Load() {
 			h.attached.Store(true)
 		}
@@ -212,6 +213,18 @@ func (h *Hub) deliver(msg jetstream.Msg) bool {
 	}
 	h.pos.Store(seq)
 	return true
+}
+
+// warmUpGone ends the ring's warm-up when the stream no longer holds the
+// messages it waits for (aged out or purged before the consumer delivered
+// them): no message would end it then, and an idle stream would keep the
+// gateway unready.
+func (h *Hub) warmUpGone(first uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.warmTo > 0 && first > h.warmTo {
+		h.warmed()
+	}
 }
 
 // warmed ends the ring's warm-up: the feed is ready. h.mu is held.

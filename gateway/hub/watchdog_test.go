@@ -100,3 +100,22 @@ func TestWatchdogNoFalseReset(t *testing.T) {
 		t.Fatalf("the live feed was detached while the stream only grew:\n%s", l)
 	}
 }
+
+// TestWarmUpEndsWhenItsMessagesAreGone: the ring's warm-up waits for the
+// stream's last messages at start; when they are removed (aged out,
+// purged) before the consumer delivers them, the watchdog's look at the
+// stream ends it, or an idle stream would keep the gateway unready.
+func TestWarmUpEndsWhenItsMessagesAreGone(t *testing.T) {
+	t.Parallel()
+	h := New(nil, "WARM", testkit.Logger(t), nil)
+	h.warmTo = 10
+	h.warming.Store(true)
+	h.warmUpGone(10) // message 10 is still there
+	if !h.warming.Load() || h.attached.Load() {
+		t.Fatal("warm-up ended while its last message is still in the stream")
+	}
+	h.warmUpGone(11) // everything up to 10 is gone
+	if h.warming.Load() || !h.attached.Load() {
+		t.Fatalf("warm-up not ended after its messages were removed: warming %v attached %v", h.warming.Load(), h.attached.Load())
+	}
+}
