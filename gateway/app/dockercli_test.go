@@ -6,9 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -27,60 +24,15 @@ import (
 	"github.com/dockcast/dockcast/shared/testkit"
 )
 
-// dockerCLI runs the machine's docker binary, as the machine runs it or
-// pointed at a gateway with a DOCKER_CONFIG of its own.
-type dockerCLI struct {
-	t   *testing.T
-	bin string
-	env []string
-}
-
-func newDockerCLI(t *testing.T) dockerCLI {
+// cliLines runs the CLI and returns its output's lines (the test fails
+// on an error).
+func cliLines(t *testing.T, d testkit.DockerCLI, args ...string) []string {
 	t.Helper()
-	bin, err := exec.LookPath("docker")
+	out, err := d.Run(args...)
 	if err != nil {
-		t.Fatalf("the docker CLI is needed (apt-get install docker.io): %v", err)
+		t.Fatal(err)
 	}
-	return dockerCLI{t: t, bin: bin, env: os.Environ()}
-}
-
-// at points the CLI at addr; configJSON (if any) is its config.json.
-func (d dockerCLI) at(addr, configJSON string) dockerCLI {
-	d.t.Helper()
-	dir := d.t.TempDir()
-	if configJSON != "" {
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(configJSON), 0o600); err != nil {
-			d.t.Fatal(err)
-		}
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains([]string{"DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_API_VERSION", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"}, k) {
-			env = append(env, kv)
-		}
-	}
-	d.env = append(env, "DOCKER_HOST=tcp://"+addr, "DOCKER_CONFIG="+dir)
-	return d
-}
-
-func (d dockerCLI) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, d.bin, args...)
-	cmd.Env = d.env
-	return cmd
-}
-
-func (d dockerCLI) lines(args ...string) []string {
-	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := d.command(ctx, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		d.t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return splitLines(stdout.String())
+	return splitLines(out)
 }
 
 func splitLines(s string) []string {
@@ -147,8 +99,8 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 	const tok = "cli-token-0123456789"
 	g := startGateway(t, ns.ClientURL(), stream, map[string]string{"GATEWAY_TOKENS_FILE": writeTokens(t, tok+" docker.events.>")}, app.Options{})
 	addr := strings.TrimPrefix(g.base, "http://")
-	engine := newDockerCLI(t)
-	gw := engine.at(addr, `{"HttpHeaders":{"Authorization":"Bearer `+tok+`"}}`)
+	engine := testkit.NewDockerCLI(t)
+	gw := engine.At(addr, `{"HttpHeaders":{"Authorization":"Bearer `+tok+`"}}`)
 	sdk := sdkFor(t, g, tok)
 
 	u := strings.ToLower(testkit.Unique("cli"))
@@ -212,20 +164,20 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 		{"--filter", "label=html=<a&b>", "--filter", "label=" + label, "--filter", "type=container", "--filter", "event=start", "--filter", "event=destroy"},
 	} {
 		args := append(append(slices.Clone(window), "--format", "{{json .}}"), fs...)
-		want, got := engine.lines(args...), gw.lines(args...)
+		want, got := cliLines(t, engine, args...), cliLines(t, gw, args...)
 		if !slices.Equal(got, want) || len(want) == 0 {
 			t.Errorf("docker %s: gateway vs engine:\n%s", strings.Join(args, " "), lineDiff(got, want))
 		}
 	}
 	// Without the token, the CLI says why.
 	var noTok bytes.Buffer
-	cmd := engine.at(addr, "").command(ctx, window...)
+	cmd := engine.At(addr, "").Command(ctx, window...)
 	cmd.Stderr = &noTok
 	if err := cmd.Run(); err == nil || !strings.Contains(noTok.String(), "Error response from daemon: missing token") {
 		t.Errorf("docker events without a token: %v %q", err, noTok.String())
 	}
 	plain := append(slices.Clone(window), "--filter", "label="+label)
-	if want, got := engine.lines(plain...), gw.lines(plain...); !slices.Equal(got, want) {
+	if want, got := cliLines(t, engine, plain...), cliLines(t, gw, plain...); !slices.Equal(got, want) {
 		t.Errorf("default format: gateway vs engine:\n%s", lineDiff(got, want))
 	}
 	// The Go SDK decodes the same messages.
@@ -245,7 +197,7 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 	// Follow mode: the history, then what happens next, as the engine tells it.
 	fctx, fcancel := context.WithCancel(ctx)
 	defer fcancel()
-	follow := gw.command(fctx, "events", "--since", since, "--format", "{{json .}}", "--filter", "label="+label)
+	follow := gw.Command(fctx, "events", "--since", since, "--format", "{{json .}}", "--filter", "label="+label)
 	out, err := follow.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +233,7 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 		}
 		return got
 	}
-	history := engine.lines(append(append(slices.Clone(window), "--format", "{{json .}}"), "--filter", "label="+label)...)
+	history := cliLines(t, engine, append(append(slices.Clone(window), "--format", "{{json .}}"), "--filter", "label="+label)...)
 	if got := readLines(len(history)); !slices.Equal(got, history) {
 		t.Errorf("follow history:\n%s", lineDiff(got, history))
 	}
@@ -290,7 +242,7 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 	// What the engine printed for it: its events since the window's end.
 	var liveWant []string
 	testkit.Eventually(t, 60*time.Second, func() error {
-		liveWant = engine.lines("events", "--since", until, "--until", event.SinceArg(time.Now().UnixNano()), "--format", "{{json .}}",
+		liveWant = cliLines(t, engine, "events", "--since", until, "--until", event.SinceArg(time.Now().UnixNano()), "--format", "{{json .}}",
 			"--filter", "label="+label, "--filter", "container="+u+"-live")
 		if len(liveWant) < 3 { // create, start, die
 			return fmt.Errorf("engine: %d events of the live container", len(liveWant))

@@ -12,9 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -222,62 +219,6 @@ func rawEvents(t *testing.T, cli *client.Client, q url.Values) string {
 	return string(body)
 }
 
-// dockerCLI runs the machine's docker binary.
-type dockerCLI struct {
-	t   *testing.T
-	bin string
-	env []string
-}
-
-// forEngine: the CLI as the machine runs it; forGateway: pointed at addr,
-// with a DOCKER_CONFIG of its own holding config.json (if any).
-func newCLI(t *testing.T) dockerCLI {
-	t.Helper()
-	bin, err := exec.LookPath("docker")
-	if err != nil {
-		t.Fatalf("the docker CLI is needed (apt-get install docker.io): %v", err)
-	}
-	return dockerCLI{t: t, bin: bin, env: os.Environ()}
-}
-
-func (d dockerCLI) forGateway(addr, configJSON string) dockerCLI {
-	d.t.Helper()
-	dir := d.t.TempDir()
-	if configJSON != "" {
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(configJSON), 0o600); err != nil {
-			d.t.Fatal(err)
-		}
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains([]string{"DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_API_VERSION", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"}, k) {
-			env = append(env, kv)
-		}
-	}
-	d.env = append(env, "DOCKER_HOST=tcp://"+addr, "DOCKER_CONFIG="+dir)
-	return d
-}
-
-func (d dockerCLI) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, d.bin, args...)
-	cmd.Env = d.env
-	return cmd
-}
-
-func (d dockerCLI) run(args ...string) (string, error) {
-	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := d.command(ctx, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
 // cliJSON is the CLI's {{json .}} of a message (its encoder does not
 // escape HTML characters).
 func cliJSON(t *testing.T, m events.Message) string {
@@ -334,7 +275,7 @@ func gatewayOf(t *testing.T, c *capture) (*httptest.Server, *memSource) {
 // they are pointed at the handler (with a bearer token from config.json).
 func TestLikeTheEngine(t *testing.T) {
 	cli := testkit.Docker(t)
-	d := newCLI(t)
+	d := testkit.NewDockerCLI(t)
 	var c *capture
 	var engineRaw, engineCLI string
 	for attempt := 1; ; attempt++ {
@@ -342,7 +283,7 @@ func TestLikeTheEngine(t *testing.T) {
 		window := url.Values{"since": {c.since}, "until": {c.until}}
 		engineRaw = rawEvents(t, cli, window)
 		var err error
-		if engineCLI, err = d.run("events", "--since", c.since, "--until", c.until, "--format", "{{json .}}"); err != nil {
+		if engineCLI, err = d.Run("events", "--since", c.since, "--until", c.until, "--format", "{{json .}}"); err != nil {
 			t.Fatal(err)
 		}
 		if engineCovers(t, cli, c) {
@@ -384,7 +325,7 @@ func TestLikeTheEngine(t *testing.T) {
 
 	srv, _ := gatewayOf(t, c)
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	gw := d.forGateway(addr, `{"HttpHeaders":{"Authorization":"Bearer `+testToken+`"}}`)
+	gw := d.At(addr, `{"HttpHeaders":{"Authorization":"Bearer `+testToken+`"}}`)
 
 	// The same command lines print the same lines from the gateway.
 	filterSets := [][]string{
@@ -399,11 +340,11 @@ func TestLikeTheEngine(t *testing.T) {
 	}
 	for _, fs := range filterSets {
 		args := append([]string{"events", "--since", c.since, "--until", c.until, "--format", "{{json .}}"}, fs...)
-		fromEngine, err := d.run(args...)
+		fromEngine, err := d.Run(args...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fromGateway, err := gw.run(args...)
+		fromGateway, err := gw.Run(args...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -413,21 +354,21 @@ func TestLikeTheEngine(t *testing.T) {
 	}
 	// The default format too.
 	plain := []string{"events", "--since", c.since, "--until", c.until, "--filter", "label=" + labelKey}
-	fromEngine, err := d.run(plain...)
+	fromEngine, err := d.Run(plain...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fromGateway, err := gw.run(plain...); err != nil || fromGateway != fromEngine {
+	if fromGateway, err := gw.Run(plain...); err != nil || fromGateway != fromEngine {
 		t.Errorf("docker events (default format): %v\n%s", err, diff(lines(t, fromGateway), lines(t, fromEngine)))
 	}
 
 	// docker version negotiates with the gateway's /_ping and /version.
-	if out, err := gw.run("version", "--format", "{{.Server.APIVersion}} {{.Server.Platform.Name}}"); err != nil || strings.TrimSpace(out) != "1.41 dockcast" {
+	if out, err := gw.Run("version", "--format", "{{.Server.APIVersion}} {{.Server.Platform.Name}}"); err != nil || strings.TrimSpace(out) != "1.41 dockcast" {
 		t.Errorf("docker version: %q %v", out, err)
 	}
 	// Without the token, or with a wrong one, the CLI says why.
 	for _, cfg := range []string{"", `{"HttpHeaders":{"Authorization":"Bearer wrong"}}`} {
-		_, err := d.forGateway(addr, cfg).run("events", "--since", c.since, "--until", c.until)
+		_, err := d.At(addr, cfg).Run("events", "--since", c.since, "--until", c.until)
 		if err == nil || !strings.Contains(err.Error(), "Error response from daemon: missing or wrong token") {
 			t.Errorf("config %q: %v", cfg, err)
 		}
@@ -457,10 +398,10 @@ func TestCLIFollow(t *testing.T) {
 	first := msg("container", "start", "c1", map[string]string{"name": "api", labelKey: "x"}, base)
 	src := newMemSource(first)
 	srv := serve(t, Config{}, src)
-	gw := newCLI(t).forGateway(strings.TrimPrefix(srv.URL, "http://"), "")
+	gw := testkit.NewDockerCLI(t).At(strings.TrimPrefix(srv.URL, "http://"), "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := gw.command(ctx, "events", "--since", "10m", "--format", "{{json .}}", "--filter", "label="+labelKey)
+	cmd := gw.Command(ctx, "events", "--since", "10m", "--format", "{{json .}}", "--filter", "label="+labelKey)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -501,8 +442,8 @@ func TestCLITimeArguments(t *testing.T) {
 	t.Parallel()
 	src := newMemSource()
 	srv := serve(t, Config{}, src)
-	gw := newCLI(t).forGateway(strings.TrimPrefix(srv.URL, "http://"), "")
-	gw.env = append(gw.env, "TZ=UTC") // a date-time without a zone is the CLI's local time
+	// A date-time without a zone is the CLI's local time.
+	gw := testkit.NewDockerCLI(t).At(strings.TrimPrefix(srv.URL, "http://"), "").With("TZ=UTC")
 	cases := []struct {
 		args         []string
 		since, until time.Time
@@ -518,7 +459,7 @@ func TestCLITimeArguments(t *testing.T) {
 			time.Now().Add(-time.Hour), time.Now().Add(-10 * time.Minute), time.Minute},
 	}
 	for i, c := range cases {
-		if _, err := gw.run(append([]string{"events"}, c.args...)...); err != nil {
+		if _, err := gw.Run(append([]string{"events"}, c.args...)...); err != nil {
 			t.Fatal(err)
 		}
 		q := src.query(i)
