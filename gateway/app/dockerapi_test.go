@@ -48,21 +48,7 @@ func sdkFor(t testing.TB, g *gateway, tok string) *dockerclient.Client {
 // sdkEvents reads an /events answer that ends (until in the past).
 func sdkEvents(t testing.TB, cli *dockerclient.Client, opts events.ListOptions) ([]events.Message, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	msgs, errs := cli.Events(ctx, opts)
-	var out []events.Message
-	for {
-		select {
-		case m := <-msgs:
-			out = append(out, m)
-		case err := <-errs:
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return out, err
-		}
-	}
+	return testkit.FiniteEvents(cli, opts, 15*time.Second)
 }
 
 // asDocker is what an engine would print for the events, in order.

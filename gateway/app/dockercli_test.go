@@ -45,23 +45,6 @@ func splitLines(s string) []string {
 	return out
 }
 
-func lineDiff(got, want []string) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		g, w := "(none)", "(none)"
-		if i < len(got) {
-			g = got[i]
-		}
-		if i < len(want) {
-			w = want[i]
-		}
-		if g != w {
-			fmt.Fprintf(&b, "line %d:\n  got  %s\n  want %s\n", i+1, g, w)
-		}
-	}
-	return fmt.Sprintf("%d lines, want %d\n%s", len(got), len(want), b.String())
-}
-
 // engineEvents reads the engine's own /events for the window through the SDK.
 func engineEvents(t *testing.T, cli *dockerclient.Client, opts events.ListOptions) []events.Message {
 	t.Helper()
@@ -166,7 +149,7 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 		args := append(append(slices.Clone(window), "--format", "{{json .}}"), fs...)
 		want, got := cliLines(t, engine, args...), cliLines(t, gw, args...)
 		if !slices.Equal(got, want) || len(want) == 0 {
-			t.Errorf("docker %s: gateway vs engine:\n%s", strings.Join(args, " "), lineDiff(got, want))
+			t.Errorf("docker %s: gateway vs engine:\n%s", strings.Join(args, " "), testkit.LineDiff(got, want))
 		}
 	}
 	// Without the token, the CLI says why.
@@ -178,7 +161,7 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 	}
 	plain := append(slices.Clone(window), "--filter", "label="+label)
 	if want, got := cliLines(t, engine, plain...), cliLines(t, gw, plain...); !slices.Equal(got, want) {
-		t.Errorf("default format: gateway vs engine:\n%s", lineDiff(got, want))
+		t.Errorf("default format: gateway vs engine:\n%s", testkit.LineDiff(got, want))
 	}
 	// The Go SDK decodes the same messages.
 	opts := events.ListOptions{Since: since, Until: until, Filters: filters.NewArgs(filters.Arg("label", label))}
@@ -235,7 +218,7 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 	}
 	history := cliLines(t, engine, append(append(slices.Clone(window), "--format", "{{json .}}"), "--filter", "label="+label)...)
 	if got := readLines(len(history)); !slices.Equal(got, history) {
-		t.Errorf("follow history:\n%s", lineDiff(got, history))
+		t.Errorf("follow history:\n%s", testkit.LineDiff(got, history))
 	}
 	live := testkit.RunProbe(t, cli, testkit.Probe{Name: u + "-live", Labels: labels, Args: []string{"exit", "3"}, Start: true})
 	testkit.WaitExited(t, cli, live)
@@ -250,7 +233,7 @@ func TestDockerCLIMatchesEngine(t *testing.T) {
 		return nil
 	})
 	if got := readLines(len(liveWant)); !slices.Equal(got, liveWant) {
-		t.Errorf("follow, live:\n%s", lineDiff(got, liveWant))
+		t.Errorf("follow, live:\n%s", testkit.LineDiff(got, liveWant))
 	}
 
 	// The event metrics moved with the real containers.

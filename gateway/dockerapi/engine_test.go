@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -175,21 +174,11 @@ func engineCovers(t *testing.T, cli *client.Client, c *capture) bool {
 // through the Go SDK.
 func finiteEvents(t *testing.T, cli *client.Client, opts events.ListOptions) []events.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	msgs, errs := cli.Events(ctx, opts)
-	var out []events.Message
-	for {
-		select {
-		case m := <-msgs:
-			out = append(out, m)
-		case err := <-errs:
-			if !errors.Is(err, io.EOF) {
-				t.Fatalf("SDK Events %+v: %v", opts, err)
-			}
-			return out
-		}
+	out, err := testkit.FiniteEvents(cli, opts, time.Minute)
+	if err != nil {
+		t.Fatalf("SDK %v", err)
 	}
+	return out
 }
 
 // rawEvents reads the engine's own /events bytes for the query.
@@ -230,23 +219,6 @@ func cliJSON(t *testing.T, m events.Message) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(buf.String())
-}
-
-func diff(got, want []string) string {
-	var b strings.Builder
-	for i := 0; i < max(len(got), len(want)); i++ {
-		g, w := "(none)", "(none)"
-		if i < len(got) {
-			g = got[i]
-		}
-		if i < len(want) {
-			w = want[i]
-		}
-		if g != w {
-			fmt.Fprintf(&b, "line %d:\n  got  %s\n  want %s\n", i+1, g, w)
-		}
-	}
-	return fmt.Sprintf("%d lines, want %d\n%s", len(got), len(want), b.String())
 }
 
 const testToken = "s3cret-token"
@@ -304,7 +276,7 @@ func TestLikeTheEngine(t *testing.T) {
 		want = append(want, line(t, e))
 	}
 	if got := lines(t, engineRaw); !slices.Equal(got, want) {
-		t.Errorf("engine /events vs dockcast's conversion:\n%s", diff(got, want))
+		t.Errorf("engine /events vs dockcast's conversion:\n%s", testkit.LineDiff(got, want))
 	}
 	// The engine's CLI lines, from dockcast events rendered as the CLI does.
 	want = want[:0]
@@ -313,7 +285,7 @@ func TestLikeTheEngine(t *testing.T) {
 		want = append(want, cliJSON(t, Message(&e)))
 	}
 	if got := lines(t, engineCLI); !slices.Equal(got, want) {
-		t.Errorf("docker events (engine) vs dockcast's conversion:\n%s", diff(got, want))
+		t.Errorf("docker events (engine) vs dockcast's conversion:\n%s", testkit.LineDiff(got, want))
 	}
 	var types []string
 	for _, m := range win {
@@ -349,7 +321,7 @@ func TestLikeTheEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got, want := lines(t, fromGateway), lines(t, fromEngine); !slices.Equal(got, want) || len(want) == 0 {
-			t.Errorf("docker events %s: gateway vs engine:\n%s", strings.Join(fs, " "), diff(got, want))
+			t.Errorf("docker events %s: gateway vs engine:\n%s", strings.Join(fs, " "), testkit.LineDiff(got, want))
 		}
 	}
 	// The default format too.
@@ -359,7 +331,7 @@ func TestLikeTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	if fromGateway, err := gw.Run(plain...); err != nil || fromGateway != fromEngine {
-		t.Errorf("docker events (default format): %v\n%s", err, diff(lines(t, fromGateway), lines(t, fromEngine)))
+		t.Errorf("docker events (default format): %v\n%s", err, testkit.LineDiff(lines(t, fromGateway), lines(t, fromEngine)))
 	}
 
 	// docker version negotiates with the gateway's /_ping and /version.

@@ -3,7 +3,9 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/client"
 )
 
 // DockerCLI runs the machine's docker binary: as the machine runs it
@@ -80,4 +85,42 @@ func (d DockerCLI) Run(args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// FiniteEvents reads, through the Go SDK, an /events answer that ends (an
+// until in the past) within timeout: the messages, in order.
+func FiniteEvents(cli *client.Client, opts events.ListOptions, timeout time.Duration) ([]events.Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	msgs, errs := cli.Events(ctx, opts)
+	var out []events.Message
+	for {
+		select {
+		case m := <-msgs:
+			out = append(out, m)
+		case err := <-errs:
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, fmt.Errorf("events %+v: %w", opts, err)
+		}
+	}
+}
+
+// LineDiff describes how got differs from want, line by line.
+func LineDiff(got, want []string) string {
+	var b strings.Builder
+	for i := 0; i < max(len(got), len(want)); i++ {
+		g, w := "(none)", "(none)"
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			fmt.Fprintf(&b, "line %d:\n  got  %s\n  want %s\n", i+1, g, w)
+		}
+	}
+	return fmt.Sprintf("%d lines, want %d\n%s", len(got), len(want), b.String())
 }
