@@ -33,9 +33,15 @@ var benchAttrs = map[string]string{
 	"com.docker.compose.project.working_dir":  "/srv/shop",
 }
 
+// benchMessage is the i-th event: a start of one of BENCH_CONTAINERS
+// containers (default 1,000, as fanbench's PubContainers: the container-
+// state keeper writes per container, and no engine has one container per
+// event).
 func benchMessage(i int) events.Message {
-	return testkit.Container("start", fmt.Sprintf("%064x", i+1), "shop-api-1", benchAttrs)
+	return testkit.Container("start", fmt.Sprintf("%064x", i%benchContainers+1), "shop-api-1", benchAttrs)
 }
+
+var benchContainers = envInt("BENCH_CONTAINERS", 1000)
 
 // benchWindow bounds the events emitted and not yet stored (the engine is
 // driven as a closed loop, as fanbench drives it), and the raw publishes

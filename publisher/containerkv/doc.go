@@ -10,7 +10,12 @@
 // every event of the node is reflected. Entries are always written before
 // the watermark that covers them: a reader that reads the watermark first
 // and the entries after it sees at least that much (the gateway's
-// snapshot relies on it).
+// snapshot relies on it). Writes are coalesced: at most one per
+// Keeper.Interval (DefaultInterval), each container the events since the
+// last write changed once, with its latest state, then the watermark; so
+// a burst of events costs one write per container it touched, not one
+// per event, and the snapshot folds the few events the entries lag
+// behind from the stream.
 //
 // On start it reads its node's entries back and folds what the stream
 // holds after the watermark (events stored by a previous run that it had

@@ -23,6 +23,13 @@ import (
 // before it falls back to reading the stream.
 const DefaultMaxPending = 1 << 16
 
+// DefaultInterval is the least time between two writes of the keeper:
+// at most one write per container and one watermark per interval,
+// whatever the rate of events. The gateway's snapshot folds what the
+// entries do not reflect yet from the stream, so a later write makes it
+// read a little more, never see less.
+const DefaultInterval = 500 * time.Millisecond
+
 // Keeper keeps one node's container states in the bucket. Set the
 // exported fields, then call Run once; Stored may be called before.
 type Keeper struct {
@@ -41,6 +48,11 @@ type Keeper struct {
 	Poll time.Duration
 	// RetryMin and RetryMax bound the backoff after a failure.
 	RetryMin, RetryMax time.Duration
+	// Interval is the least time between two writes to the bucket
+	// (DefaultInterval; negative: every change at once). Changes in
+	// between are coalesced: each container's entry is written at most
+	// once per Interval, then the watermark that covers them.
+	Interval time.Duration
 
 	mu       sync.Mutex
 	pending  []stored
@@ -69,6 +81,9 @@ func (k *Keeper) init() {
 	}
 	if k.Log == nil {
 		k.Log = slog.New(slog.DiscardHandler)
+	}
+	if k.Interval == 0 {
+		k.Interval = DefaultInterval
 	}
 	if k.RetryMin <= 0 {
 		k.RetryMin = 250 * time.Millisecond
@@ -127,7 +142,10 @@ func (k *Keeper) Run(ctx context.Context) error {
 }
 
 // session loads the node's entries, folds the stream after them, then
-// applies what Stored hands over, until a failure.
+// applies what Stored hands over, until a failure. What changed is
+// written at most once per Interval: the changes in between wait in
+// dirty, each container's latest state once, so that a burst costs one
+// write per container it touched and one watermark, not one per event.
 func (k *Keeper) session(ctx context.Context) error {
 	if err := k.load(ctx); err != nil {
 		return err
@@ -139,6 +157,20 @@ func (k *Keeper) session(ctx context.Context) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	// dirty holds what changed since the last write (nil: deleted);
+	// everything up to k.applied is in the entries once it is written.
+	dirty := map[string]*containerstate.State{}
+	note := func(seq uint64, e *event.Event) {
+		for _, c := range k.set.Apply(seq, e) {
+			dirty[c.ID] = c.State
+		}
+		k.applied = max(k.applied, seq)
+	}
+	var lastWrite time.Time // zero: the first changes are written at once
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	defer flush.Stop()
+	armed := false
 	for {
 		k.mu.Lock()
 		batch := k.pending
@@ -147,13 +179,6 @@ func (k *Keeper) session(ctx context.Context) error {
 			k.overflow, batch, fold = false, nil, true
 		}
 		k.mu.Unlock()
-		changes := map[string]*containerstate.State{}
-		note := func(seq uint64, e *event.Event) {
-			for _, c := range k.set.Apply(seq, e) {
-				changes[c.ID] = c.State
-			}
-			k.applied = max(k.applied, seq)
-		}
 		if fold {
 			if _, err := containerstate.Fold(ctx, k.Stream, k.Node, k.applied, 0, note); err != nil {
 				return err
@@ -170,18 +195,41 @@ func (k *Keeper) session(ctx context.Context) error {
 			k.applied = max(k.applied, k.latest) // events of other types: nothing to fold
 		}
 		k.mu.Unlock()
-		if len(changes) > 0 || k.applied != written {
-			if err := k.write(ctx, changes); err != nil {
-				return err
+		if len(dirty) > 0 || k.applied != written {
+			if wait := k.Interval - time.Since(lastWrite); wait > 0 {
+				if !armed {
+					flush.Reset(wait)
+					armed = true
+				}
+			} else {
+				if err := k.write(ctx, dirty); err != nil {
+					return err
+				}
+				clear(dirty)
+				written, lastWrite = k.applied, time.Now()
+				flush.Stop()
+				armed = false
 			}
-			written = k.applied
 		}
 		select {
 		case <-ctx.Done():
+			if len(dirty) > 0 || k.applied != written {
+				// Stopping: what waits for the interval is written now, so
+				// that the bucket is as fresh as the stream (a failure
+				// loses nothing: the next start folds from the watermark).
+				wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				err := k.write(wctx, dirty)
+				cancel()
+				if err != nil {
+					k.Log.Warn("container states: last write", "err", err)
+				}
+			}
 			return ctx.Err()
 		case <-k.wake:
 		case <-tick:
 			fold = true
+		case <-flush.C:
+			armed = false
 		}
 	}
 }

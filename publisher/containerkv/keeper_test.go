@@ -3,6 +3,7 @@ package containerkv
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,4 +163,77 @@ func TestKeeper(t *testing.T) {
 			t.Fatalf("m%02d: %s", i, s)
 		}
 	}
+}
+
+// countingKV counts the key writes (puts and deletes) into the bucket.
+type countingKV struct {
+	jetstream.KeyValue
+	writes atomic.Int64
+}
+
+func (c *countingKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	c.writes.Add(1)
+	return c.KeyValue.Put(ctx, key, value)
+}
+
+func (c *countingKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
+	c.writes.Add(1)
+	return c.KeyValue.Delete(ctx, key, opts...)
+}
+
+// A burst of events on a few containers costs a few key writes per
+// interval, not one per event, and the bucket ends as the fold of the
+// stream: each entry the last state with its last event's sequence, the
+// watermark the last event.
+func TestKeeperCoalescesBursts(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	kv := &countingKV{KeyValue: r.kv}
+	k := &Keeper{KV: kv, Stream: r.stream, Node: "n1", Log: testkit.Logger(t), Interval: time.Second, RetryMin: 50 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = k.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	const n, containers = 2000, 4
+	actions := []string{"create", "start", "die", "start", "pause", "unpause", "die", "destroy"}
+	var last uint64
+	for i := range n {
+		id := fmt.Sprintf("c%d", i%containers)
+		action := actions[(i/containers)%len(actions)]
+		seq, it := r.store("n1", "container", action, "", id, map[string]string{"name": id, "image": "x", "env": "prod"})
+		k.Stored(seq, it)
+		last = seq
+	}
+	// The last survivor: c0 restarted after the last round's destroy.
+	seq, it := r.store("n1", "container", "create", "", "c0", map[string]string{"name": "c0", "image": "x"})
+	k.Stored(seq, it)
+	last = seq
+	c := r.waitApplied("n1", last)
+
+	var want containerstate.Set
+	if _, err := containerstate.Fold(context.Background(), r.stream, "n1", 0, 0, func(seq uint64, e *event.Event) {
+		want.Apply(seq, e)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, wantAll := c.States.All(), want.All()
+	if len(got) != len(wantAll) {
+		t.Fatalf("bucket has %d containers, the fold %d", len(got), len(wantAll))
+	}
+	for i := range got {
+		g, w := got[i], wantAll[i]
+		if g.ID() != w.ID() || g.Seq != w.Seq || g.Event.ActionDetail != w.Event.ActionDetail || g.Event.ID != w.Event.ID {
+			t.Fatalf("entry %s: seq %d %s (%s), the fold: %s seq %d %s (%s)", g.ID(), g.Seq, g.Event.ActionDetail, g.Event.ID, w.ID(), w.Seq, w.Event.ActionDetail, w.Event.ID)
+		}
+	}
+	if st, ok := c.States.Get("n1", "c0"); !ok || st.Event.ActionDetail != containerstate.Created {
+		t.Fatalf("c0: %+v, %v", st, ok)
+	}
+	// Publishing 2,000 events here takes well under a few seconds: a few
+	// intervals of at most 4 entries and a watermark each.
+	if w := kv.writes.Load(); w > n/20 {
+		t.Fatalf("%d key writes for %d events on %d containers, want far fewer", w, n, containers)
+	}
+	t.Logf("%d key writes for %d events", kv.writes.Load(), n+1)
 }
