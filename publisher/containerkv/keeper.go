@@ -157,13 +157,13 @@ func (k *Keeper) session(ctx context.Context) error {
 		defer t.Stop()
 		tick = t.C
 	}
-	// dirty holds what changed since the last write (nil: deleted);
-	// everything up to k.applied is in the entries once it is written.
-	dirty := map[string]*containerstate.State{}
+	// dirty holds the containers changed since the last write (their
+	// states are built once, when written); everything up to k.applied
+	// is in the entries once it is written.
+	dirty := map[string]struct{}{}
+	changed := func(_, id string) { dirty[id] = struct{}{} }
 	note := func(seq uint64, e *event.Event) {
-		for _, c := range k.set.Apply(seq, e) {
-			dirty[c.ID] = c.State
-		}
+		k.set.Track(seq, e, changed)
 		k.applied = max(k.applied, seq)
 	}
 	var lastWrite time.Time // zero: the first changes are written at once
@@ -290,11 +290,13 @@ func (k *Keeper) load(ctx context.Context) error {
 	return nil
 }
 
-// write stores the changed states, then the watermark.
-func (k *Keeper) write(ctx context.Context, changes map[string]*containerstate.State) error {
-	for id, st := range changes {
+// write stores the states of the changed containers (deletes those
+// gone), then the watermark.
+func (k *Keeper) write(ctx context.Context, changed map[string]struct{}) error {
+	for id := range changed {
 		key := containerstate.Key(k.Node, id)
-		if st == nil {
+		st, ok := k.set.Get(k.Node, id)
+		if !ok {
 			if err := k.KV.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 				return fmt.Errorf("delete %s: %w", key, err)
 			}

@@ -14,7 +14,11 @@
 // sequence are ignored (so that folding again from an earlier point is
 // harmless), a dockcast.gap forgets every container of its node (the
 // container.state events that follow it restore the ones that exist), and
-// destroy removes the container.
+// destroy removes the container. [Set.Track] is the same fold without
+// building the changed states: the Set keeps what events change and
+// builds a container's State when it is asked for, so that a burst of
+// events costs no allocation per event (the publisher's keeper builds
+// each state once per write).
 //
 // Entry points: Set, State, Key, Bucket.
 package containerstate

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/dockcast/dockcast/shared/event"
 )
@@ -81,9 +82,21 @@ var notLabels = map[string]bool{
 // ref identifies a container across nodes.
 type ref struct{ node, id string }
 
+// entry is what the Set keeps of a container: the parts of its
+// container.state event that events change, built into a State only when
+// one is asked for (Get, All, Apply's changes), so that folding many
+// events of a container costs no allocation per event.
+type entry struct {
+	seq                        uint64
+	state, health, name, image string
+	labels                     map[string]string // shared by the entries that inherit it: never written to
+	at                         time.Time         // the time of the event that made it
+	built                      *State            // the State, once built (or as Put); nil after a change
+}
+
 // Set is the state of many containers. The zero value is empty and ready.
 type Set struct {
-	m map[ref]*State
+	m map[ref]*entry
 }
 
 // Len is the number of containers.
@@ -91,19 +104,33 @@ func (s *Set) Len() int { return len(s.m) }
 
 // Get returns the state of container id of node.
 func (s *Set) Get(node, id string) (State, bool) {
-	st, ok := s.m[ref{node, id}]
+	k := ref{node, id}
+	en, ok := s.m[k]
 	if !ok {
 		return State{}, false
 	}
-	return *st, true
+	return *s.build(k, en), true
+}
+
+// build returns en's State, building it the first time: the same
+// container.state event, id included, as when it was changed.
+func (s *Set) build(k ref, en *entry) *State {
+	if en.built == nil {
+		en.built = &State{Seq: en.seq, Event: stateEvent(k.node, k.id, en.state, en.health, en.name, en.image, en.labels, en.at)}
+	}
+	return en.built
 }
 
 // Put sets a container's state as it is (a bucket entry).
 func (s *Set) Put(st State) {
 	if s.m == nil {
-		s.m = map[ref]*State{}
+		s.m = map[ref]*entry{}
 	}
-	s.m[ref{st.Node(), st.ID()}] = &st
+	a := st.Event.Actor.Attributes
+	s.m[ref{st.Node(), st.ID()}] = &entry{
+		seq: st.Seq, state: st.Event.ActionDetail, health: a["health"], name: a["name"], image: a["image"],
+		labels: labelsOf(a), at: st.Event.Time, built: &st,
+	}
 }
 
 // Delete forgets a container.
@@ -112,8 +139,8 @@ func (s *Set) Delete(node, id string) { delete(s.m, ref{node, id}) }
 // All returns every state, ordered by node, then sequence, then id.
 func (s *Set) All() []State {
 	out := make([]State, 0, len(s.m))
-	for _, st := range s.m {
-		out = append(out, *st)
+	for k, en := range s.m {
+		out = append(out, *s.build(k, en))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := &out[i], &out[j]
@@ -138,47 +165,70 @@ type Change struct {
 // changed. Events of other types, and container events that change nothing
 // `docker ps -a` shows, change nothing.
 func (s *Set) Apply(seq uint64, e *event.Event) []Change {
+	var out []Change
+	s.Track(seq, e, func(node, id string) {
+		c := Change{Node: node, ID: id}
+		if en, ok := s.m[ref{node, id}]; ok {
+			c.State = s.build(ref{node, id}, en)
+		}
+		out = append(out, c)
+	})
+	return out
+}
+
+// Track is Apply without building the states it changes: it calls
+// changed with each container the event changed (in Apply's order), whose
+// state Get then gives, or not, if it is gone. A keeper that writes the
+// states now and then folds every event with Track and builds each
+// container's state once per write.
+func (s *Set) Track(seq uint64, e *event.Event, changed func(node, id string)) {
 	if s.m == nil {
-		s.m = map[ref]*State{}
+		s.m = map[ref]*entry{}
 	}
 	if e.Type == event.TypeDockcast && e.Action == event.ActionGap {
-		var out []Change
-		for k, st := range s.m {
-			if k.node == e.Node && st.Seq < seq {
+		var gone []string
+		for k, en := range s.m {
+			if k.node == e.Node && en.seq < seq {
 				delete(s.m, k)
-				out = append(out, Change{Node: k.node, ID: k.id})
+				gone = append(gone, k.id)
 			}
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-		return out
+		sort.Strings(gone)
+		for _, id := range gone {
+			changed(e.Node, id)
+		}
+		return
 	}
 	if e.Type != "container" || e.Actor.ID == "" {
-		return nil
+		return
 	}
 	k := ref{e.Node, e.Actor.ID}
 	cur, known := s.m[k]
-	if known && cur.Seq >= seq {
-		return nil // already reflected
+	if known && cur.seq >= seq {
+		return // already reflected
 	}
+	attrs := e.Actor.Attributes
 	if e.Action == "destroy" {
 		if !known {
-			return nil
+			return
 		}
 		delete(s.m, k)
-		return []Change{{Node: k.node, ID: k.id}}
+		changed(k.node, k.id)
+		return
 	}
 	if e.Action == event.ActionState {
-		st := State{Seq: seq, Event: stateEvent(e, e.ActionDetail, e.Actor.Attributes["health"], labelsOf(e.Actor.Attributes))}
-		s.m[k] = &st
-		return []Change{{Node: k.node, ID: k.id, State: &st}}
+		s.m[k] = &entry{seq: seq, state: stateName(e.ActionDetail), health: attrs["health"], name: attrs["name"], image: attrs["image"],
+			labels: labelsOf(attrs), at: e.Time}
+		changed(k.node, k.id)
+		return
 	}
 	state, health, labels := "", "", map[string]string(nil)
 	if known {
-		state, health, labels = cur.Event.ActionDetail, cur.Event.Actor.Attributes["health"], labelsOf(cur.Event.Actor.Attributes)
+		state, health, labels = cur.state, cur.health, cur.labels
 	}
 	switch e.Action {
 	case "create":
-		state, health, labels = Created, "", labelsOf(e.Actor.Attributes)
+		state, health, labels = Created, "", labelsOf(attrs)
 	case "start", "restart", "unpause":
 		if e.Action != "unpause" && health != "" {
 			health = "starting" // the engine starts a container's check over
@@ -190,36 +240,48 @@ func (s *Set) Apply(seq uint64, e *event.Event) []Change {
 		state, health = Exited, "" // `docker ps` shows no health for a stopped container
 	case "health_status":
 		if !known {
-			return nil
+			return
 		}
 		health = e.ActionDetail
 	case "exec_create", "exec_start", "exec_die":
 		// A health-check exec says the container has a check: until its
 		// first result the engine calls the health "starting".
-		if !known || health != "" || state != Running || e.Actor.Attributes[event.AttrHealthcheck] != "true" {
-			return nil
+		if !known || health != "" || state != Running || attrs[event.AttrHealthcheck] != "true" {
+			return
 		}
 		health = "starting"
 	case "rename":
 		if !known {
-			return nil
+			return
 		}
 	default: // kill, stop, oom, attach, top, update, …: nothing `docker ps -a` shows
-		return nil
+		return
 	}
 	if labels == nil {
-		labels = labelsOf(e.Actor.Attributes)
+		labels = labelsOf(attrs)
 	}
-	st := State{Seq: seq, Event: stateEvent(e, state, health, labels)}
+	name, image := attrs["name"], attrs["image"]
 	if known {
-		for _, a := range []string{"name", "image"} {
-			if st.Event.Actor.Attributes[a] == "" {
-				st.Event.Actor.Attributes[a] = cur.Event.Actor.Attributes[a]
-			}
+		if name == "" {
+			name = cur.name
 		}
+		if image == "" {
+			image = cur.image
+		}
+		// Reused: nothing else holds it (built States are their own).
+		*cur = entry{seq: seq, state: stateName(state), health: health, name: name, image: image, labels: labels, at: e.Time}
+	} else {
+		s.m[k] = &entry{seq: seq, state: stateName(state), health: health, name: name, image: image, labels: labels, at: e.Time}
 	}
-	s.m[k] = &st
-	return []Change{{Node: k.node, ID: k.id, State: &st}}
+	changed(k.node, k.id)
+}
+
+// stateName is the state as a container.state event names it.
+func stateName(state string) string {
+	if state == "" {
+		return "unknown"
+	}
+	return state
 }
 
 // labelsOf keeps the attributes of a container event that are labels.
@@ -233,18 +295,15 @@ func labelsOf(attrs map[string]string) map[string]string {
 	return out
 }
 
-// stateEvent is the container.state event of e's container: state, health
-// and labels, with name and image from e, at e's time.
-func stateEvent(e *event.Event, state, health string, labels map[string]string) event.Event {
+// stateEvent is the container.state event of container id of node:
+// state, health and labels, name and image, at time t.
+func stateEvent(node, id, state, health, name, image string, labels map[string]string, t time.Time) event.Event {
 	attrs := make(map[string]string, len(labels)+3)
 	for k, v := range labels {
 		attrs[k] = v
 	}
-	attrs["name"] = e.Actor.Attributes["name"]
-	attrs["image"] = e.Actor.Attributes["image"]
+	attrs["name"] = name
+	attrs["image"] = image
 	attrs["health"] = health
-	if state == "" {
-		state = "unknown"
-	}
-	return event.New(e.Node, "container", event.ActionState, state, e.Actor.ID, attrs, e.Time)
+	return event.New(node, "container", event.ActionState, state, id, attrs, t)
 }

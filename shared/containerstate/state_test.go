@@ -1,6 +1,10 @@
 package containerstate
 
 import (
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -137,4 +141,220 @@ func FuzzApply(f *testing.F) {
 			}
 		}
 	})
+}
+
+// refApply is Apply as it was before the Set kept entries and built
+// states on demand: a State built for every event. The Set must give
+// exactly what it gives.
+func refApply(m map[ref]*State, seq uint64, e *event.Event) []Change {
+	if e.Type == event.TypeDockcast && e.Action == event.ActionGap {
+		var out []Change
+		for k, st := range m {
+			if k.node == e.Node && st.Seq < seq {
+				delete(m, k)
+				out = append(out, Change{Node: k.node, ID: k.id})
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		return out
+	}
+	if e.Type != "container" || e.Actor.ID == "" {
+		return nil
+	}
+	build := func(state, health string, labels map[string]string) event.Event {
+		if state == "" {
+			state = "unknown"
+		}
+		return stateEvent(e.Node, e.Actor.ID, state, health, e.Actor.Attributes["name"], e.Actor.Attributes["image"], labels, e.Time)
+	}
+	k := ref{e.Node, e.Actor.ID}
+	cur, known := m[k]
+	if known && cur.Seq >= seq {
+		return nil
+	}
+	if e.Action == "destroy" {
+		if !known {
+			return nil
+		}
+		delete(m, k)
+		return []Change{{Node: k.node, ID: k.id}}
+	}
+	if e.Action == event.ActionState {
+		st := State{Seq: seq, Event: build(e.ActionDetail, e.Actor.Attributes["health"], labelsOf(e.Actor.Attributes))}
+		m[k] = &st
+		return []Change{{Node: k.node, ID: k.id, State: &st}}
+	}
+	state, health, labels := "", "", map[string]string(nil)
+	if known {
+		state, health, labels = cur.Event.ActionDetail, cur.Event.Actor.Attributes["health"], labelsOf(cur.Event.Actor.Attributes)
+	}
+	switch e.Action {
+	case "create":
+		state, health, labels = Created, "", labelsOf(e.Actor.Attributes)
+	case "start", "restart", "unpause":
+		if e.Action != "unpause" && health != "" {
+			health = "starting"
+		}
+		state = Running
+	case "pause":
+		state = Paused
+	case "die":
+		state, health = Exited, ""
+	case "health_status":
+		if !known {
+			return nil
+		}
+		health = e.ActionDetail
+	case "exec_create", "exec_start", "exec_die":
+		if !known || health != "" || state != Running || e.Actor.Attributes[event.AttrHealthcheck] != "true" {
+			return nil
+		}
+		health = "starting"
+	case "rename":
+		if !known {
+			return nil
+		}
+	default:
+		return nil
+	}
+	if labels == nil {
+		labels = labelsOf(e.Actor.Attributes)
+	}
+	st := State{Seq: seq, Event: build(state, health, labels)}
+	if known {
+		for _, a := range []string{"name", "image"} {
+			if st.Event.Actor.Attributes[a] == "" {
+				st.Event.Actor.Attributes[a] = cur.Event.Actor.Attributes[a]
+			}
+		}
+	}
+	m[k] = &st
+	return []Change{{Node: k.node, ID: k.id, State: &st}}
+}
+
+// sameAsReference folds events (with old sequences and bucket entries put
+// in between) into a Set with Apply, another with Track, and the
+// reference, and fails at the first difference: every change, every
+// state, ids and times included.
+func sameAsReference(t *testing.T, steps []step) {
+	t.Helper()
+	var applied, tracked Set
+	ref := map[ref]*State{}
+	for i, st := range steps {
+		if st.put != nil {
+			applied.Put(*st.put)
+			tracked.Put(*st.put)
+			c := *st.put
+			ref[refOf(&c)] = &c
+			continue
+		}
+		want := refApply(ref, st.seq, st.e)
+		got := applied.Apply(st.seq, st.e)
+		var ids []string
+		tracked.Track(st.seq, st.e, func(node, id string) { ids = append(ids, node+"/"+id) })
+		if len(got) != len(want) || len(ids) != len(want) {
+			t.Fatalf("step %d (%s %s): changes %+v, tracked %v, reference %+v", i, st.e.Action, st.e.Actor.ID, got, ids, want)
+		}
+		for j := range want {
+			if got[j].Node != want[j].Node || got[j].ID != want[j].ID || ids[j] != want[j].Node+"/"+want[j].ID ||
+				(got[j].State == nil) != (want[j].State == nil) || got[j].State != nil && !reflect.DeepEqual(*got[j].State, *want[j].State) {
+				t.Fatalf("step %d (%s %s): change %d %+v, reference %+v", i, st.e.Action, st.e.Actor.ID, j, got[j], want[j])
+			}
+		}
+		wantAll := make([]State, 0, len(ref))
+		for _, s := range ref {
+			wantAll = append(wantAll, *s)
+		}
+		var r Set
+		for _, s := range wantAll {
+			r.Put(s)
+		}
+		wantAll = r.All() // ordered
+		for name, s := range map[string]*Set{"Apply": &applied, "Track": &tracked} {
+			if all := s.All(); !reflect.DeepEqual(all, wantAll) {
+				t.Fatalf("step %d (%s %s): %s's states\n%+v\nreference\n%+v", i, st.e.Action, st.e.Actor.ID, name, all, wantAll)
+			}
+		}
+	}
+}
+
+type step struct {
+	seq uint64
+	e   *event.Event
+	put *State
+}
+
+func refOf(s *State) ref { return ref{s.Node(), s.ID()} }
+
+// The Set folds exactly as a State built for every event would, whether
+// changes are taken from Apply or states from Get after Track, whatever
+// the events: every action on a few containers of two nodes, gaps, state
+// events, old sequences, bucket entries.
+func TestSetMatchesReference(t *testing.T) {
+	t.Parallel()
+	actions := []string{"create", "start", "restart", "unpause", "pause", "die", "health_status", "exec_start", "exec_die",
+		"rename", "kill", "destroy", "state", "gap", "oom"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for run := range 200 {
+		var steps []step
+		seq := uint64(0)
+		for i := range 60 {
+			node := []string{"n1", "n2"}[rng.IntN(2)]
+			id := string(rune('a' + rng.IntN(3)))
+			a := actions[rng.IntN(len(actions))]
+			attrs := map[string]string{"env": []string{"prod", "dev"}[rng.IntN(2)], "com.x": id}
+			if rng.IntN(4) > 0 {
+				attrs["name"] = id + string(rune('0'+rng.IntN(3)))
+			}
+			if rng.IntN(4) > 0 {
+				attrs["image"] = "img:" + string(rune('0'+rng.IntN(3)))
+			}
+			if rng.IntN(3) == 0 {
+				attrs[event.AttrHealthcheck] = "true"
+			}
+			if rng.IntN(5) == 0 {
+				attrs["health"] = "healthy"
+			}
+			typ, detail := "container", []string{"", "healthy", "unhealthy", "running", "exited"}[rng.IntN(5)]
+			switch a {
+			case "gap":
+				typ, a, id, attrs = event.TypeDockcast, event.ActionGap, node, map[string]string{"reason": "x"}
+			case "state":
+				a = event.ActionState
+			}
+			seq++
+			s := seq
+			if rng.IntN(10) == 0 && seq > 3 {
+				s = seq - uint64(rng.IntN(3)) // an old event
+			}
+			e := event.New(node, typ, a, detail, id, attrs, time.Unix(1000, int64(i)))
+			steps = append(steps, step{seq: s, e: &e})
+			if rng.IntN(15) == 0 {
+				pe := event.New(node, "container", event.ActionState, "paused", "p"+id, map[string]string{"name": "p", "image": "i", "health": "", "env": "x"}, time.Unix(999, 0))
+				steps = append(steps, step{put: &State{Seq: seq, Event: pe}})
+			}
+		}
+		t.Run(strconv.Itoa(run), func(t *testing.T) { sameAsReference(t, steps) })
+	}
+}
+
+// Folding an event of a known container allocates nothing: the state is
+// built when it is asked for, not per event (a burst of events costs the
+// publisher's keeper no garbage).
+func TestTrackAllocatesNothing(t *testing.T) {
+	var s Set
+	attrs := map[string]string{"name": "api", "image": "api:1", "com.docker.compose.project": "shop", "env": "prod"}
+	s.Apply(1, ev("n1", "container", "create", "", "c1", attrs))
+	evs := []*event.Event{ev("n1", "container", "start", "", "c1", attrs), ev("n1", "container", "die", "", "c1", attrs)}
+	seq := uint64(1)
+	changed := func(_, _ string) {}
+	if n := testing.AllocsPerRun(1000, func() {
+		seq++
+		s.Track(seq, evs[seq%2], changed)
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per event", n)
+	}
+	if st, _ := s.Get("n1", "c1"); st.Seq != seq || st.Event.Actor.Attributes["env"] != "prod" {
+		t.Fatalf("state %+v", st)
+	}
 }
