@@ -48,6 +48,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	a := &App{Config: cfg, Getenv: getenv, Log: cfg.NewLogger(stderr)}
+	tuneGC(getenv, int64(cfg.QueueMaxBytes), a.Log)
 	return a.Run(ctx)
 }
 

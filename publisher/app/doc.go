@@ -8,7 +8,10 @@
 // health-check tag, docker.HealthTagger, then [App.Stages]),
 // the writer (stream.Writer) stores it, the status key (statuskv.Key)
 // writes the node's status and renews the lease. Shutdown goes in reverse:
-// stop reading, drain the queue, write the "stopped" status.
+// stop reading, drain the queue, write the "stopped" status. Run also
+// sets the garbage collector for a process whose events are short-lived
+// (GOGC 400 under a soft memory limit that grows with the queue's bound),
+// unless GOGC or GOMEMLIMIT is set.
 // [App] is the same with tunable fields, for tests and benchmarks; its
 // Stages and Stored fields are the seams for enrichment and for packages
 // that keep state derived from the stored events.
