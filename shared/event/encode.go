@@ -43,7 +43,8 @@ func AppendAttributes(dst []byte, attrs map[string]string) []byte {
 	if attrs == nil {
 		return append(dst, "null"...)
 	}
-	keys := make([]string, 0, len(attrs))
+	var buf [32]string // on the stack for all but very large maps
+	keys := buf[:0]
 	for k := range attrs {
 		keys = append(keys, k)
 	}

@@ -207,3 +207,17 @@ func TestFromDockerMessageTakesTheMapFromDockerCopies(t *testing.T) {
 		t.Fatalf("no attributes: %v", e.Actor.Attributes)
 	}
 }
+
+// Marshal allocates its output and nothing else (the attribute keys are
+// sorted on the stack): the publisher encodes every event once at ingest.
+func TestMarshalAllocatesOnce(t *testing.T) {
+	attrs := map[string]string{"name": "shop-api-1", "image": "api:1", "com.docker.compose.project": "shop", "env": "prod"}
+	e := New("n1", "container", "start", "", "c1", attrs, time.Unix(1_700_000_000, 5))
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := e.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 1 {
+		t.Fatalf("%.1f allocations per Marshal, want 1", n)
+	}
+}
