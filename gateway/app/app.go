@@ -36,6 +36,9 @@ type Options struct {
 	// ReplayTurnMessages is a replay's budget of messages per turn
 	// (default 2048).
 	ReplayTurnMessages int
+	// RecentKept is how many of the stream's last messages the live feed
+	// keeps in memory (default hub.DefaultRecentKept).
+	RecentKept int
 	// HubCheckInterval is how often the live feed checks the stream (default 2s).
 	HubCheckInterval time.Duration
 	// StatusStaleAfter is how long a node's status may go unwritten before
@@ -98,6 +101,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) er
 		h.CheckInterval = o.HubCheckInterval
 	}
 	h.StatusStaleAfter = o.StatusStaleAfter
+	if o.RecentKept > 0 {
+		h.RecentKept = o.RecentKept
+	}
 	hmu.Unlock()
 	rp := replay.New(js, cfg.Stream, h, o.ReplayConcurrency, log, m)
 	if o.ReplayTurnMessages > 0 {

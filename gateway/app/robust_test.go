@@ -23,8 +23,10 @@ import (
 )
 
 // TestSlowConsumer: a client that stops reading is cut off as a slow
-// consumer, while a second client on the same events receives every one of
-// them promptly. The slow client reads nothing until the gateway's
+// consumer once it has fallen behind the recent messages the gateway holds
+// (its queue's bound, then its lag past the ring of 512 messages: see
+// TestLaggingClientIsRefilled for a client that falls behind less), while a
+// second client on the same events receives every one of them promptly. The slow client reads nothing until the gateway's
 // slow-consumer metric shows it was cut off; then it must find, after the
 // events that reached it, the slow_consumer error frame with
 // resume_from_seq and a 1008 close, and resuming from there loses nothing.
@@ -42,7 +44,7 @@ func TestSlowConsumer(t *testing.T) {
 	stream := "SLOW"
 	newStream(t, js, stream, 0)
 	node := testkit.Unique("node")
-	g := startGateway(t, ns.ClientURL(), stream, nil, app.Options{Server: server.Options{
+	g := startGateway(t, ns.ClientURL(), stream, nil, app.Options{RecentKept: 512, Server: server.Options{
 		WS: ws.Options{WriteWait: time.Minute, PongWait: 2 * time.Minute, Buffer: 8},
 		// Well above a burst of the live feed (it pulls 512 messages at a
 		// time, ~1.2 MB of these events), so that only a stalled client

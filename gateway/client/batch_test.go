@@ -48,24 +48,102 @@ func (r *rawSink) drain() {
 	}
 }
 
+// trainSink is a rawSink that takes trains (TrainSink): it records the
+// frames a train carries, the framed ones parsed back, one by one.
+type trainSink struct {
+	mu       sync.Mutex
+	frames   [][]byte   // written, one per WebSocket frame
+	pending  [][][]byte // handed: the frames of each Send or SendTrain
+	firsts   [][]byte   // what each hand-off's Written reports
+	trains   int
+	maxTrain int
+	c        *Client
+}
+
+func (r *trainSink) Send(b []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, [][]byte{b})
+	r.firsts = append(r.firsts, b)
+	return nil
+}
+
+func (r *trainSink) SendTrain(first, rest []byte, n int) error {
+	frames := [][]byte{first}
+	size := len(first) + len(rest)
+	for len(rest) > 0 {
+		if rest[0] != 0x81 || rest[1]&0x80 != 0 {
+			return fmt.Errorf("not an unmasked final text frame: % x", rest[:2])
+		}
+		l, hdr := int(rest[1]), 2
+		switch l {
+		case 126:
+			l, hdr = int(rest[2])<<8|int(rest[3]), 4
+		case 127:
+			l, hdr = 0, 10
+			for _, b := range rest[2:10] {
+				l = l<<8 | int(b)
+			}
+		}
+		frames = append(frames, rest[hdr:hdr+l])
+		rest = rest[hdr+l:]
+	}
+	if len(frames) != n {
+		return fmt.Errorf("a train of %d frames says %d", len(frames), n)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trains++
+	r.maxTrain = max(r.maxTrain, size)
+	r.pending = append(r.pending, frames)
+	r.firsts = append(r.firsts, first)
+	return nil
+}
+
+func (r *trainSink) Close(int, string) error { return nil }
+func (r *trainSink) Abort()                  {}
+
+func (r *trainSink) drain() {
+	for {
+		r.mu.Lock()
+		p, f := r.pending, r.firsts
+		r.pending, r.firsts = nil, nil
+		for _, frames := range p {
+			for _, b := range frames {
+				r.frames = append(r.frames, bytes.Clone(b))
+			}
+		}
+		r.mu.Unlock()
+		if len(p) == 0 {
+			return
+		}
+		for _, b := range f {
+			r.c.Written(b)
+		}
+	}
+}
+
 // TestBatchFramesSplitIntoPlainFrames: the frames a batch=1 client is
 // handed, split at newlines, are exactly the frames a client without batch
 // is handed for the same events, in the same order; no batched frame
 // exceeds MaxBatchBytes, and a frame larger than that goes alone. Several
-// frames do share one (the socket was busy while they queued).
+// frames do share one (the socket was busy while they queued). The same
+// for trains (TrainSink, without batch): the frames a train carries are
+// the plain client's, in order, and a train holds at most MaxBatchBytes.
 func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 	t.Parallel()
 	opts := Options{Credits: 4, MaxQueueBytes: 64 << 20, CloseTimeout: time.Minute}
 	feed := &Position{}
-	plain, batch := &rawSink{}, &rawSink{}
+	plain, batch, train := &rawSink{}, &rawSink{}, &trainSink{}
 	bopts := opts
 	bopts.Batch = true
-	cp, cb := New(Spec{}, opts), New(Spec{}, bopts)
-	plain.c, batch.c = cp, cb
+	cp, cb, ct := New(Spec{}, opts), New(Spec{}, bopts), New(Spec{}, opts)
+	plain.c, batch.c, train.c = cp, cb, ct
 	cp.Attach(plain)
 	cb.Attach(batch)
+	ct.Attach(train)
 	status := StatusFrame([]byte("{\n  \"node\": \"n1\",\n  \"connected\": true\n}"), false)
-	for _, c := range []*Client{cp, cb} {
+	for _, c := range []*Client{cp, cb, ct} {
 		c.JoinLive([][]byte{status}, 0, "42", feed)
 	}
 	big := strings.Repeat("x", MaxBatchBytes)
@@ -75,6 +153,7 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 		f := EventFrame(seq, "docker.events.n.container.start", []byte(payload))
 		cp.Live(seq, f)
 		cb.Live(seq, f)
+		ct.Live(seq, f)
 	}
 	for round := 0; round < 40; round++ {
 		for i := 0; i < round*7%50; i++ {
@@ -87,7 +166,7 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 			// A payload with line breaks between its tokens.
 			offer("{\n\"v\": 1,\r\n\"type\": \"container\",\n\"action\": \"start\"\n}")
 		case 7:
-			for _, c := range []*Client{cp, cb} {
+			for _, c := range []*Client{cp, cb, ct} {
 				c.Status(status)
 			}
 		}
@@ -95,10 +174,12 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 			// The batch client writes first: a shared frame it reused as
 			// a batch buffer would show in what the plain client writes.
 			batch.drain()
+			train.drain()
 			plain.drain()
 		}
 	}
 	batch.drain()
+	train.drain()
 	plain.drain()
 
 	var lines [][]byte
@@ -134,5 +215,20 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 	}
 	if len(batch.frames) >= len(plain.frames) {
 		t.Fatalf("batch: %d frames for %d lines", len(batch.frames), len(plain.frames))
+	}
+
+	if len(train.frames) != len(plain.frames) {
+		t.Fatalf("trains carried %d frames, the plain client got %d", len(train.frames), len(plain.frames))
+	}
+	for i := range train.frames {
+		if !bytes.Equal(train.frames[i], plain.frames[i]) {
+			t.Fatalf("train frame %d differs:\n train %.200q\n plain %.200q", i, train.frames[i], plain.frames[i])
+		}
+	}
+	if train.trains == 0 || train.trains >= len(plain.frames) {
+		t.Fatalf("%d trains for %d frames: frames did not share trains", train.trains, len(plain.frames))
+	}
+	if train.maxTrain > MaxBatchBytes {
+		t.Fatalf("a train of %d bytes, more than %d", train.maxTrain, MaxBatchBytes)
 	}
 }

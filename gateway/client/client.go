@@ -36,6 +36,36 @@ type Options struct {
 	// made of every frame queued when the previous one was written,
 	// newline-separated, up to MaxBatchBytes (a larger frame goes alone).
 	Batch bool
+	// Backlog, when set, is the live feed's memory of recent messages: a
+	// client that falls MaxQueueBytes behind stops queueing live frames
+	// and is refilled from it as it drains (see Backlog); without it, the
+	// client ends as a slow consumer at once.
+	Backlog Backlog
+	// OnLag, optional, is called (without locks held) each time a client
+	// starts lagging (Backlog).
+	OnLag func()
+}
+
+// Backlog is the live feed's memory of the stream's recent messages (the
+// hub's ring), shared by every client. A live client whose queue would pass
+// MaxQueueBytes stops queueing live frames ("lagging") and, each time its
+// transport has drained the queue to a quarter, is refilled from the
+// backlog, filter applied, until it has caught up with the live feed:
+// a burst is held once for every client, not once per client. A lagging
+// client that falls behind what the backlog still holds ends as a slow
+// consumer, with the first event it was not sent as resume_from_seq.
+type Backlog interface {
+	// Backlog calls fn with each message of the stream's incarnation epoch
+	// from sequence from on, in order, up to the last one the live feed
+	// delivered, while fn returns true (the frames are shared: read only).
+	// next is the sequence after the last message fn took (after a whole
+	// walk: one past the last the live feed delivered, which may be an
+	// invalid message the backlog does not keep). ok is false when the
+	// backlog no longer holds from, or epoch is not the live feed's.
+	Backlog(epoch string, from uint64, fn func(seq uint64, subj string, ev *event.Event, frame []byte) bool) (next uint64, ok bool)
+	// BacklogFrom is the first sequence the backlog holds (0: none yet);
+	// it only grows, until the stream is reset.
+	BacklogFrom() uint64
 }
 
 // DefaultBookmarkInterval is the contract's 30 s of silence before a bookmark.
@@ -72,6 +102,50 @@ type Sink interface {
 	Close(code int, reason string) error
 	// Abort ends the connection at once (a close that could not be written).
 	Abort()
+}
+
+// TrainSink is a Sink that can write several frames in one go: a client
+// without Options.Batch hands it, while frames wait, one train at a time
+// (the frames queued when the previous train was written, up to
+// MaxBatchBytes): the first frame's payload, as Send would take it, and
+// the frames after it already framed as WebSocket text frames (RFC 6455,
+// server to client: unmasked, FIN set), to be written right after the
+// first. The client sees the frames it would see without trains, in the
+// same order, one per WebSocket frame; the transport pays for one hand-off
+// and one write per train instead of one per frame.
+type TrainSink interface {
+	Sink
+	// SendTrain hands the transport first, then rest (n frames in all);
+	// Sent or Written(first) reports the whole train written.
+	SendTrain(first, rest []byte, n int) error
+}
+
+// AppendTextFrameHeader appends the header of an unmasked, final
+// WebSocket text frame of n payload bytes (RFC 6455 §5.2).
+func AppendTextFrameHeader(b []byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(b, 0x81, byte(n))
+	case n <= 0xFFFF:
+		return append(b, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x81, 127)
+		for i := 7; i >= 0; i-- {
+			b = append(b, byte(uint64(n)>>(8*i)))
+		}
+		return b
+	}
+}
+
+func textFrameHeaderLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xFFFF:
+		return 4
+	default:
+		return 10
+	}
 }
 
 // Spec is what admission decided about a client.
@@ -133,6 +207,7 @@ type Client struct {
 
 	mu         sync.Mutex
 	sink       Sink
+	trains     TrainSink // sink, when it takes trains and the client is not batched
 	phase      phase
 	closed     bool
 	end        *ending
@@ -155,6 +230,8 @@ type Client struct {
 	lastHand   time.Time   // live: when a frame was last handed to the sink
 	batchBuf   *[]byte     // batch: the buffer of the batched frame in flight
 	bookmark   *time.Timer // live: fires when the client may be idle
+	lagging    bool        // live events are not queued: refill reads them from the backlog
+	lagNext    uint64      // lagging: the first sequence not queued
 }
 
 // New makes a client.
@@ -168,6 +245,9 @@ func (c *Client) Attach(s Sink) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sink = s
+	if ts, ok := s.(TrainSink); ok && !c.opts.Batch {
+		c.trains = ts
+	}
 	if c.closed {
 		c.sendEnd()
 		return
@@ -253,6 +333,24 @@ func (c *Client) Live(seq uint64, frame []byte) {
 	c.mu.Lock()
 	if c.closed || seq <= c.lastLive || seq < c.minSeq {
 		c.mu.Unlock()
+		return
+	}
+	if c.lagging {
+		// The refill reads it from the backlog; unless the backlog no
+		// longer holds the client's place.
+		slow := c.checkBacklog()
+		c.mu.Unlock()
+		if slow != nil {
+			slow()
+		}
+		return
+	}
+	if c.opts.Backlog != nil && c.queued+len(frame) > c.opts.MaxQueueBytes {
+		c.lagging, c.lagNext = true, seq
+		c.mu.Unlock()
+		if c.opts.OnLag != nil {
+			c.opts.OnLag()
+		}
 		return
 	}
 	c.lastLive = seq
@@ -363,6 +461,9 @@ func (c *Client) GoLive(seq uint64) {
 	c.phase = live
 	c.flush()
 	slow := c.checkOverflow()
+	if slow == nil {
+		slow = c.refill()
+	}
 	c.armBookmark()
 	c.mu.Unlock()
 	if slow != nil {
@@ -383,8 +484,12 @@ func (c *Client) written(frame []byte) {
 	}
 	c.sent++
 	c.flush()
+	slow := c.refill()
 	roomy := c.mainBytes <= c.opts.MaxQueueBytes/4
 	c.mu.Unlock()
+	if slow != nil {
+		slow()
+	}
 	if roomy {
 		select {
 		case c.room <- struct{}{}:
@@ -457,15 +562,27 @@ func (c *Client) flush() {
 		return
 	}
 	limit := uint64(c.opts.Credits)
-	if c.opts.Batch {
-		// One frame at a time: what queues up meanwhile goes in the next.
+	if c.opts.Batch || c.trains != nil {
+		// One frame (or train) at a time: what queues up meanwhile goes
+		// in the next.
 		limit = 1
 	}
 	if c.head < len(c.queue) && c.handed-c.sent < limit && c.bookmark != nil {
 		c.lastHand = time.Now()
 	}
 	for c.head < len(c.queue) && c.handed-c.sent < limit {
-		if err := c.sink.Send(c.next()); err != nil {
+		var err error
+		if c.trains != nil {
+			first, rest, n := c.nextTrain()
+			if n > 1 {
+				err = c.trains.SendTrain(first, rest, n)
+			} else {
+				err = c.sink.Send(first)
+			}
+		} else {
+			err = c.sink.Send(c.next())
+		}
+		if err != nil {
 			return // the connection is closing; Disconnected follows
 		}
 		c.handed++
@@ -519,6 +636,41 @@ func (c *Client) next() []byte {
 	return b
 }
 
+// nextTrain takes the next train off the queue (TrainSink): the first
+// frame, and the frames queued after it that fit in MaxBatchBytes with
+// their WebSocket headers, framed. A frame over MaxBatchBytes goes alone;
+// so does the first frame when none follows. c.mu is held.
+func (c *Client) nextTrain() (first, rest []byte, n int) {
+	if len(c.queue[c.head].data) > MaxBatchBytes {
+		return c.take(), nil, 1
+	}
+	size, end := len(c.queue[c.head].data), c.head+1
+	for end < len(c.queue) {
+		d := len(c.queue[end].data)
+		if size+textFrameHeaderLen(d)+d > MaxBatchBytes {
+			break
+		}
+		size += textFrameHeaderLen(d) + d
+		end++
+	}
+	if end == c.head+1 {
+		return c.take(), nil, 1
+	}
+	bp := batchPool.Get().(*[]byte)
+	b := append((*bp)[:0], c.take()...)
+	split := len(b)
+	n = 1
+	for c.head < end {
+		d := c.take()
+		b = AppendTextFrameHeader(b, len(d))
+		b = append(b, d...)
+		n++
+	}
+	*bp = b
+	c.batchBuf = bp
+	return b[:split], b[split:], n
+}
+
 // batchPool holds the buffers of batched frames (Options.Batch) between
 // two writes: Written gives them back.
 var batchPool = sync.Pool{New: func() any {
@@ -533,15 +685,82 @@ func (c *Client) Written(frame []byte) { c.written(frame) }
 // checkOverflow ends the client as a slow consumer when its queue is over
 // the limit; it returns the hook to call once c.mu is released.
 func (c *Client) checkOverflow() func() {
-	if c.closed || c.queued <= c.opts.MaxQueueBytes {
+	limit := c.opts.MaxQueueBytes
+	if c.opts.Backlog != nil {
+		// Live events never take the queue past the bound (they lag
+		// instead); what a replay queued beside the live events held back
+		// (up to half the bound) and status frames may.
+		limit *= 2
+	}
+	if c.closed || c.queued <= limit {
 		return nil
 	}
+	return c.slowLocked(fmt.Sprintf("the client fell more than %d bytes behind", c.opts.MaxQueueBytes))
+}
+
+// slowLocked ends the client as a slow consumer; it returns the OnSlow
+// hook to call once c.mu is released. c.mu is held.
+func (c *Client) slowLocked(reason string) func() {
 	resume := c.resumeLocked()
-	c.endLocked(SlowConsumer, fmt.Sprintf("the client fell more than %d bytes behind", c.opts.MaxQueueBytes))
+	c.endLocked(SlowConsumer, reason)
 	if c.Spec.OnSlow == nil {
 		return nil
 	}
 	return func() { c.Spec.OnSlow(resume) }
+}
+
+// checkBacklog ends a lagging client as a slow consumer when the backlog
+// no longer holds its place; it returns the hook to call once c.mu is
+// released. c.mu is held.
+func (c *Client) checkBacklog() func() {
+	if c.closed || !c.lagging {
+		return nil
+	}
+	if from := c.opts.Backlog.BacklogFrom(); from != 0 && c.lagNext >= from {
+		return nil
+	}
+	return c.slowLocked("the client fell behind the recent messages the gateway holds")
+}
+
+// refill queues, from the backlog, what a lagging client missed once its
+// queue has drained to a quarter, up to half the queue's bound, filter and
+// token rights applied as the live feed's subject index and group match
+// would; when it reaches the live feed's position the client is live
+// again. c.mu is held, so that no live event slips between the walk's end
+// and the switch: the hub adds a message to the backlog before it offers
+// it, and offers it under c.mu (see Backlog). It returns the hook to call
+// once c.mu is released.
+func (c *Client) refill() func() {
+	if !c.lagging || c.closed || c.phase != live || c.mainBytes > c.opts.MaxQueueBytes/4 {
+		return nil
+	}
+	whole := true
+	next, ok := c.opts.Backlog.Backlog(c.epoch, c.lagNext, func(seq uint64, subj string, ev *event.Event, frame []byte) bool {
+		if c.mainBytes > 0 && c.mainBytes+len(frame) > c.opts.MaxQueueBytes/2 {
+			whole = false
+			return false
+		}
+		if seq >= c.minSeq && c.Selects(subj, ev) {
+			c.push(item{seq: seq, data: frame})
+		}
+		return true
+	})
+	if !ok {
+		return c.slowLocked("the client fell behind the recent messages the gateway holds")
+	}
+	c.lagNext = max(c.lagNext, next)
+	if whole {
+		c.lagging = false
+		c.lastLive = max(c.lastLive, c.lagNext-1)
+	}
+	c.flush()
+	return nil
+}
+
+// Selects reports whether a message of the stream, on any subject, is for
+// this client: its subjects (narrowed to its token) cover subj and Wants.
+func (c *Client) Selects(subj string, ev *event.Event) bool {
+	return auth.Matches(c.Spec.Subjects, subj) && c.Wants(subj, ev)
 }
 
 // resumeLocked is the first event the client has not been handed: the
@@ -569,6 +788,9 @@ func (c *Client) checkedLocked() uint64 {
 	}
 	if seq, ok := firstEvent(c.pending); ok {
 		return seq - 1
+	}
+	if c.lagging {
+		return c.lagNext - 1
 	}
 	checked := c.lastLive
 	if c.feed != nil {
@@ -662,7 +884,7 @@ func (c *Client) idle() {
 	wait := c.opts.BookmarkInterval - time.Since(c.lastHand)
 	if wait <= 0 {
 		wait = c.opts.BookmarkInterval
-		if c.head == len(c.queue) && c.phase == live {
+		if c.head == len(c.queue) && c.phase == live && !c.lagging {
 			if n := c.checkedLocked(); n > 0 {
 				c.push(item{data: BookmarkFrame(n)})
 				c.flush()

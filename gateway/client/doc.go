@@ -16,9 +16,16 @@
 // closing error frame and the close); the client counts frames handed to
 // the sink and frames the transport reports written (Sent) and hands a
 // frame only while fewer than Credits are in flight, all in one function
-// (flush). Frames that cannot be handed wait in the client's queue; when
-// the queue exceeds MaxQueueBytes the client ends with slow_consumer and
-// an exact resume_from_seq, and a timer aborts the connection if the close
+// (flush). Frames that cannot be handed wait in the client's queue. A live
+// event that would take the queue past MaxQueueBytes is not queued: the
+// client lags, and each time its transport has drained the queue to a
+// quarter it is refilled from the live feed's ring of recent messages
+// (Options.Backlog), until it has caught up and takes live events again;
+// so a burst is held once for every client, in the ring, and a client that
+// reads slower than the burst comes but faster than the ring turns over
+// loses nothing and stays connected. A client that falls behind the ring
+// (or, without a backlog, passes the bound) ends with slow_consumer and an
+// exact resume_from_seq, and a timer aborts the connection if the close
 // cannot be written within CloseTimeout. Nothing here blocks the hub.
 //
 // Batch (Options.Batch, the batch=1 parameter): one frame in flight; the

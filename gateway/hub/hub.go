@@ -31,7 +31,8 @@ type Hub struct {
 	StatusStaleAfter time.Duration
 	// RecentKept is how many of the stream's last messages the live feed
 	// keeps in memory, with their frames, to serve resumes from_seq
-	// without JetStream (default DefaultRecentKept; at most 16 MiB of
+	// without JetStream and to refill clients that fell behind a burst
+	// (client.Backlog) (default DefaultRecentKept; at most 48 MiB of
 	// frames). Set before Run.
 	RecentKept int
 

@@ -3,14 +3,15 @@ package hub
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dockcast/dockcast/shared/event"
 )
 
 // Default sizes of the ring of recent messages (Hub.RecentKept, Recent).
 const (
-	DefaultRecentKept = 4096
-	recentBytes       = 16 << 20
+	DefaultRecentKept = 32768
+	recentBytes       = 48 << 20
 )
 
 // Message is a message of the stream as the live feed delivered it: its
@@ -43,6 +44,7 @@ type recent struct {
 	head  int
 	n     int
 	bytes int
+	first atomic.Uint64 // from, for readers without the lock (client.Backlog.BacklogFrom)
 }
 
 // reset empties the ring for epoch, to keep kept messages.
@@ -51,6 +53,7 @@ func (r *recent) reset(epoch string, kept int) {
 	defer r.mu.Unlock()
 	r.kept = kept
 	r.epoch, r.from, r.upto, r.msgs, r.head, r.n, r.bytes = epoch, 0, 0, nil, 0, 0, 0
+	r.first.Store(0)
 }
 
 // next is the sequence the ring continues at (0 when empty): a consumer
@@ -71,6 +74,7 @@ func (r *recent) add(m Message) {
 	defer r.mu.Unlock()
 	if r.from == 0 {
 		r.from = m.Seq
+		r.first.Store(r.from)
 	}
 	if m.Seq <= r.upto {
 		return
@@ -95,6 +99,7 @@ func (r *recent) add(m Message) {
 func (r *recent) dropOldest() {
 	old := &r.msgs[r.head]
 	r.from = old.Seq + 1
+	r.first.Store(r.from)
 	r.bytes -= len(old.Frame)
 	*old = Message{}
 	r.head = (r.head + 1) % len(r.msgs)
@@ -113,6 +118,25 @@ func (r *recent) trim(first uint64) {
 		r.dropOldest()
 	}
 	r.from = max(r.from, min(first, r.upto+1))
+	r.first.Store(r.from)
+}
+
+// each calls fn with the messages from from on, in order, while it returns
+// true: see client.Backlog.
+func (r *recent) each(epoch string, from uint64, fn func(seq uint64, subj string, ev *event.Event, frame []byte) bool) (uint64, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.from == 0 || epoch != r.epoch || from < r.from || from > r.upto+1 {
+		return from, false
+	}
+	at := func(i int) *Message { return &r.msgs[(r.head+i)%len(r.msgs)] }
+	for i := sort.Search(r.n, func(i int) bool { return at(i).Seq >= from }); i < r.n; i++ {
+		m := at(i)
+		if !fn(m.Seq, m.Subject, m.Event, m.Frame) {
+			return m.Seq, true
+		}
+	}
+	return r.upto + 1, true
 }
 
 // get returns the messages of [from, upto] if the ring covers all of it
@@ -142,3 +166,13 @@ func (r *recent) get(epoch string, from, upto uint64) ([]Message, bool) {
 func (h *Hub) Recent(epoch string, from, upto uint64) (msgs []Message, ok bool) {
 	return h.recent.get(epoch, from, upto)
 }
+
+// Backlog walks the ring of recent messages for a lagging client (see
+// client.Backlog).
+func (h *Hub) Backlog(epoch string, from uint64, fn func(seq uint64, subj string, ev *event.Event, frame []byte) bool) (next uint64, ok bool) {
+	return h.recent.each(epoch, from, fn)
+}
+
+// BacklogFrom is the first sequence the ring of recent messages holds (0:
+// none).
+func (h *Hub) BacklogFrom() uint64 { return h.recent.first.Load() }

@@ -18,11 +18,14 @@ import (
 
 // Metrics are the gateway's metrics.
 type Metrics struct {
-	Registry        *prometheus.Registry
-	Clients         prometheus.Gauge
-	MessagesSent    prometheus.Counter
-	BytesSent       prometheus.Counter
-	SlowConsumers   prometheus.Counter
+	Registry      *prometheus.Registry
+	Clients       prometheus.Gauge
+	MessagesSent  prometheus.Counter
+	BytesSent     prometheus.Counter
+	SlowConsumers prometheus.Counter
+	// Lagging counts clients that fell their queue's bound behind and were
+	// refilled from the recent messages held in memory (client.Backlog).
+	Lagging         prometheus.Counter
 	ReplaysInFlight prometheus.Gauge
 	ReplayCatchup   prometheus.Histogram
 	AuthFailures    *prometheus.CounterVec
@@ -63,6 +66,8 @@ func New() *Metrics {
 			Help: "Bytes of frames written to WebSocket clients."}),
 		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "slow_consumers_total",
 			Help: "Clients disconnected because they fell too far behind."}),
+		Lagging: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lagging_total",
+			Help: "Times a client fell its queue's bound behind and was refilled from the recent messages the gateway holds instead of being disconnected."}),
 		ReplaysInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "replays_in_flight",
 			Help: "Replays reading history from the stream now."}),
 		ReplayCatchup: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "replay_catchup_seconds",
@@ -96,7 +101,7 @@ func New() *Metrics {
 	m.HealthStatusChange = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dockcast_container_health_status_changes_total",
 		Help: "Health status changes of containers (health_status events), by node and new status (healthy, unhealthy, starting, other)."}, []string{"node", "status"})
 	m.Registry.MustRegister(m.Events, m.ContainerOOMs, m.ContainerExitsBad, m.ContainerRestarts, m.HealthStatusChange)
-	m.Registry.MustRegister(m.Clients, m.MessagesSent, m.BytesSent, m.SlowConsumers, m.ReplaysInFlight,
+	m.Registry.MustRegister(m.Clients, m.MessagesSent, m.BytesSent, m.SlowConsumers, m.Lagging, m.ReplaysInFlight,
 		m.ReplayCatchup, m.AuthFailures, m.LiveSeq, m.InvalidMessages, m.ReplaysWaiting, m.ReplayTurns,
 		m.Refused, m.TokenReloads, m.Revoked,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -107,9 +107,9 @@ func NewServer(log *slog.Logger, cfg config.Config, deps Deps) *Server {
 	if cfg.Tokens != nil {
 		s.tokens.Store(cfg.Tokens)
 	}
-	s.ws = ws.New(log, o.WS, ws.Hooks{Connected: s.connected, Disconnected: s.disconnected, Written: func(n int) {
+	s.ws = ws.New(log, o.WS, ws.Hooks{Connected: s.connected, Disconnected: s.disconnected, Written: func(frames, n int) {
 		if deps.Metrics != nil {
-			deps.Metrics.MessagesSent.Inc()
+			deps.Metrics.MessagesSent.Add(float64(frames))
 			deps.Metrics.BytesSent.Add(float64(n))
 		}
 	}})
@@ -121,6 +121,12 @@ func NewServer(log *slog.Logger, cfg config.Config, deps Deps) *Server {
 	}})
 	s.clientOpts = o.Client
 	s.clientOpts.Credits = s.ws.Credits()
+	if deps.Hub != nil && s.clientOpts.Backlog == nil {
+		s.clientOpts.Backlog = deps.Hub
+	}
+	if deps.Metrics != nil && s.clientOpts.OnLag == nil {
+		s.clientOpts.OnLag = deps.Metrics.Lagging.Inc
+	}
 	s.clientOpts = s.clientOpts.Defaults()
 
 	s.mux.Handle("GET /", web.Handler())

@@ -40,11 +40,31 @@ type conn struct {
 	// melody drops (its buffer full) is taken off queued.
 	sending atomic.Bool
 
+	// tail is the rest of the train whose first frame melody writes next
+	// (client.TrainSink): written right after that frame. train is its
+	// frame count and size for the sent hook.
+	tail       []byte
+	trainN     int
+	trainBytes int
+
 	mu       sync.Mutex
 	buf      *[]byte   // held back bytes; nil when none
 	want     time.Time // the write deadline gorilla asked for
 	deadline time.Time // the one set on the socket
 	err      error
+}
+
+// sentTrain returns the frame count and size of what melody reports
+// written: a train's, or one frame of n bytes.
+func (k *conn) sentTrain(n int) (frames, bytes int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.trainN > 0 && k.tail == nil {
+		frames, bytes = k.trainN, k.trainBytes
+		k.trainN = 0
+		return frames, bytes
+	}
+	return 1, n
 }
 
 // handed counts a frame handed to melody; dropped takes it back.
@@ -76,7 +96,15 @@ func (k *conn) Write(p []byte) (int, error) {
 	// A control frame (gorilla's close reply, a pong) goes out at once with
 	// what is held: after a close gorilla writes no more frames, so one
 	// held back would never leave.
-	more := k.queued.Load() > 1 && !isControl(p)
+	control := isControl(p)
+	var tail []byte
+	if !control {
+		tail, k.tail = k.tail, nil
+	}
+	if tail != nil {
+		return k.writeTrain(p, tail)
+	}
+	more := k.queued.Load() > 1 && !control
 	if k.buf != nil && len(*k.buf)+len(p) > corkBytes {
 		if err := k.flushLocked(); err != nil {
 			return 0, err
@@ -104,6 +132,31 @@ func (k *conn) Write(p []byte) (int, error) {
 		k.err = err
 	}
 	return n, err
+}
+
+// writeTrain writes a train's first frame (as gorilla framed it) and the
+// frames after it, with what is held back, in one system call. k.mu is
+// held.
+func (k *conn) writeTrain(p, tail []byte) (int, error) {
+	if err := k.applyDeadline(); err != nil {
+		return 0, err
+	}
+	bufs := make(net.Buffers, 0, 3)
+	if k.buf != nil {
+		bufs = append(bufs, *k.buf)
+	}
+	bufs = append(bufs, p, tail)
+	_, err := bufs.WriteTo(k.Conn)
+	if k.buf != nil {
+		*k.buf = (*k.buf)[:0]
+		corkPool.Put(k.buf)
+		k.buf = nil
+	}
+	if err != nil {
+		k.err = err
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // flushLocked writes what is held back. k.mu is held.

@@ -99,3 +99,39 @@ func TestConnWritesControlFramesAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestConnWritesATrainAfterItsFirstFrame: a train's tail goes out right
+// after the data frame gorilla writes next, with anything held before it;
+// a control frame written in between (a pong) neither takes the tail nor
+// waits for it; the sent hook then reports the whole train.
+func TestConnWritesATrainAfterItsFirstFrame(t *testing.T) {
+	t.Parallel()
+	rec := &recConn{}
+	k := &conn{Conn: rec}
+	k.handed()
+	k.tail, k.trainN, k.trainBytes = []byte("TAIL"), 3, 9
+	pong := []byte{0x8a, 0x00}
+	if _, err := k.Write(pong); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.writes) != 1 || !bytes.Equal(rec.writes[0], pong) || k.tail == nil {
+		t.Fatalf("pong: writes %q, tail %q: want the pong alone, the tail kept", rec.writes, k.tail)
+	}
+	first := []byte{0x81, 0x03, 'a', 'b', 'c'}
+	if n, err := k.Write(first); err != nil || n != len(first) {
+		t.Fatalf("write first: %d, %v", n, err)
+	}
+	var all []byte
+	for _, w := range rec.writes[1:] {
+		all = append(all, w...)
+	}
+	if want := append(bytes.Clone(first), "TAIL"...); !bytes.Equal(all, want) || k.tail != nil {
+		t.Fatalf("wrote %q after the pong, want %q", all, want)
+	}
+	if frames, size := k.sentTrain(len(first)); frames != 3 || size != 9 {
+		t.Fatalf("sent hook: %d frames %d bytes, want the train's 3 and 9", frames, size)
+	}
+	if frames, size := k.sentTrain(5); frames != 1 || size != 5 {
+		t.Fatalf("after the train: %d frames %d bytes, want 1 and 5", frames, size)
+	}
+}

@@ -55,8 +55,9 @@ type Hooks struct {
 	Connected func(c *client.Client)
 	// Disconnected runs when the connection is gone.
 	Disconnected func(c *client.Client)
-	// Written runs after each frame is written, with its size.
-	Written func(bytes int)
+	// Written runs after frames are written (several for a train), with
+	// their count and size.
+	Written func(frames, bytes int)
 }
 
 // Transport serves WebSocket connections with melody.
@@ -111,10 +112,11 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	})
 	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
 		b := sessionBinding(s)
+		frames, bytes := b.k.sentTrain(len(msg))
 		b.k.written()
 		b.c.Written(msg)
 		if hooks.Written != nil {
-			hooks.Written(len(msg))
+			hooks.Written(frames, bytes)
 		}
 	})
 	m.HandleError(func(s *melody.Session, err error) {
@@ -199,6 +201,22 @@ func (k sink) Send(frame []byte) error {
 	k.k.sending.Store(false)
 	if err != nil {
 		k.k.written() // never will be
+	}
+	return err
+}
+
+// SendTrain hands melody the train's first frame; the connection writes
+// the rest right after it (client.TrainSink). The client hands one train
+// at a time, so at most one tail waits.
+func (k sink) SendTrain(first, rest []byte, n int) error {
+	k.k.mu.Lock()
+	k.k.tail, k.k.trainN, k.k.trainBytes = rest, n, len(first)+len(rest)
+	k.k.mu.Unlock()
+	err := k.Send(first)
+	if err != nil {
+		k.k.mu.Lock()
+		k.k.tail, k.k.trainN = nil, 0
+		k.k.mu.Unlock()
 	}
 	return err
 }
