@@ -10,12 +10,11 @@ import (
 // GOGC or GOMEMLIMIT says otherwise (issue 9). Every event allocates its
 // decoded attributes, payload and id, while what stays live is small (the
 // queue, mostly empty): with Go's default GOGC=100 the collector runs
-// often under a burst, its work and assists on the reader's and the
-// writer's path. A collection every 4× the live heap, under a soft limit
-// that still bounds the process when the queue fills, cut the publisher's
-// CPU per event by a sixth, and stored up to half as much again per second
-// on a busy machine (docs/benchmarks.md, "The whole pipeline against raw
-// publishes").
+// often under a burst (26 times for 100,000 events, 4 % of the CPU). A
+// collection every 4× the live heap (5 times), under a soft limit that
+// still bounds the process when the queue fills, cut the publisher's CPU
+// per event by about a sixth, for about three times the heap during a
+// burst (docs/benchmarks.md, "The whole pipeline against raw publishes").
 const (
 	gcPercent = 400
 	// minMemoryLimit is the least soft memory limit; it grows with the
