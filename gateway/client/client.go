@@ -339,6 +339,9 @@ func (c *Client) Live(seq uint64, frame []byte) {
 		// The refill reads it from the backlog; unless the backlog no
 		// longer holds the client's place.
 		slow := c.checkBacklog()
+		if slow == nil {
+			slow = c.refillIdle()
+		}
 		c.mu.Unlock()
 		if slow != nil {
 			slow()
@@ -347,9 +350,13 @@ func (c *Client) Live(seq uint64, frame []byte) {
 	}
 	if c.opts.Backlog != nil && c.queued+len(frame) > c.opts.MaxQueueBytes {
 		c.lagging, c.lagNext = true, seq
+		slow := c.refillIdle()
 		c.mu.Unlock()
 		if c.opts.OnLag != nil {
 			c.opts.OnLag()
+		}
+		if slow != nil {
+			slow()
 		}
 		return
 	}
@@ -755,6 +762,16 @@ func (c *Client) refill() func() {
 	}
 	c.flush()
 	return nil
+}
+
+// refillIdle refills a lagging live client that has nothing in flight: no
+// written frame would start the refill (a frame larger than the queue's
+// bound lags a client with an empty queue). c.mu is held.
+func (c *Client) refillIdle() func() {
+	if c.sink == nil || c.handed != c.sent {
+		return nil
+	}
+	return c.refill()
 }
 
 // Selects reports whether a message of the stream, on any subject, is for

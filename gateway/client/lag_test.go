@@ -2,6 +2,7 @@ package client
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,5 +203,29 @@ func TestReplayingClientLagsThenCatchesUp(t *testing.T) {
 	}
 	if got := rec.events(); !slices.Equal(got, want) {
 		t.Fatalf("got %v, want 10..120", got)
+	}
+}
+
+// TestLaggingClientWithNothingInFlightIsRefilled: a frame larger than the
+// queue's bound lags a client whose queue is empty and whose transport has
+// nothing to write: no written frame would start the refill, so it starts at
+// once, and the events after it follow.
+func TestLaggingClientWithNothingInFlightIsRefilled(t *testing.T) {
+	t.Parallel()
+	b := &ringBacklog{kept: 1000}
+	c, rec, rd := lagClient(t, b, func(uint64) { t.Fatal("slow consumer") })
+	c.JoinLive(nil, 0, "42", &Position{})
+	rd.readAll() // the live frame
+	big := EventFrame(1, mine, []byte(`{"v":1,"type":"container","action":"start","pad":"`+strings.Repeat("x", 5*len(eventFrame(100)))+`"}`))
+	b.mu.Lock()
+	b.msgs, b.upto = append(b.msgs, ringMsg{1, mine, big}), 1
+	b.mu.Unlock()
+	c.Live(1, big)
+	for s := uint64(2); s <= 10; s++ {
+		c.Live(s, b.add(s, mine))
+		rd.readAll()
+	}
+	if got, want := rec.events(), []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}; !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
 	}
 }
