@@ -22,7 +22,8 @@ type Options struct {
 	// MaxQueueBytes bounds the frames waiting for the client (default 1 MiB).
 	MaxQueueBytes int
 	// Credits is how many frames the sink holds at once, besides the two
-	// it must keep for the closing error frame and the close (default 30).
+	// it must keep for the closing error frame and the close (default 6,
+	// the WebSocket transport's melody buffer of 8 less those two).
 	Credits int
 	// CloseTimeout is how long a close may take before the connection is
 	// aborted under it (default 5s).
@@ -80,7 +81,7 @@ func (o Options) Defaults() Options {
 		o.MaxQueueBytes = 1 << 20
 	}
 	if o.Credits <= 0 {
-		o.Credits = 30
+		o.Credits = 6
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second

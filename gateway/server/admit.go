@@ -43,6 +43,18 @@ func (a *Admitted) Release() {
 	}
 }
 
+// takeRelease returns the function that gives back the request's slots
+// and leaves a with nothing to release: the caller calls it once, and a
+// need not be kept for it.
+func (a *Admitted) takeRelease() func() {
+	release := a.release
+	a.release = nil
+	if release == nil {
+		return func() {}
+	}
+	return release
+}
+
 // Refusal is the answer to a request refused before any upgrade.
 type Refusal struct {
 	Status int

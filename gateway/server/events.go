@@ -95,7 +95,7 @@ func (src eventsSource) Open(ctx context.Context, q dockerapi.Query) (dockerapi.
 	opts := s.clientOpts
 	opts.Credits, opts.BookmarkInterval = eventsCredits, -1
 	spec := a.Spec
-	spec.OnSlow = s.onSlow(a)
+	spec.OnSlow = s.onSlow(a.Peer)
 	c := client.New(spec, opts)
 	s.wg.Add(1)
 	s.clients.Store(c, a)

@@ -90,6 +90,7 @@ type Server struct {
 	tokens     atomic.Pointer[auth.Tokens]
 	perAddr    *perAddr
 	authLimit  *authLimiter
+	filters    sharedFilters
 	active     atomic.Int64
 	closing    atomic.Bool
 	ctx        context.Context // replays; cancelled when Shutdown ends
@@ -232,16 +233,21 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	s.wg.Add(1)
 	spec := a.Spec
-	spec.OnSlow = s.onSlow(a)
+	spec.Filter, spec.Subjects = s.shareSpecFilter(spec.Filter, spec.Subjects)
+	spec.OnSlow = s.onSlow(a.Peer)
 	opts := s.clientOpts
 	opts.Batch = a.Query.Batch
 	c := client.New(spec, opts)
+	// connected takes the admission out of clients once it has read the
+	// query: what stays for the connection's life is the client and its
+	// slots (release), not the admission.
 	s.clients.Store(c, a)
+	release := a.takeRelease()
 	// The connection outlives this handler (ws.Serve): ended releases it.
 	ended := func() {
 		s.clients.Delete(c)
 		s.wg.Done()
-		a.Release()
+		release()
 	}
 	// A tokens file reloaded since admission may have revoked the token:
 	// ReloadTokens did not see this client yet.
@@ -269,7 +275,14 @@ func (s *Server) connected(c *client.Client) {
 	if !ok {
 		return
 	}
-	q := v.(*Admitted).Query
+	a, ok := v.(*Admitted)
+	if !ok { // started already (cannot be: a transport connects once)
+		return
+	}
+	q := a.Query
+	// From here the client is all a connection needs: drop the admission
+	// (its query, token parameter, peer) for the connection's life.
+	s.clients.CompareAndSwap(c, v, started{})
 	if q.Snapshot && !q.Replay() { // (an SSE reconnect resumes from its Last-Event-ID instead)
 		s.wg.Add(1)
 		go func() {
@@ -288,6 +301,10 @@ func (s *Server) connected(c *client.Client) {
 		_ = s.deps.Replayer.Run(s.ctx, c, replay.Request{FromSeq: q.FromSeq, Epoch: q.Epoch, Since: q.Since})
 	}()
 }
+
+// started is the value of a client in Server.clients once connected has
+// read its admission.
+type started struct{}
 
 // snapshot sends c the container states its filter selects, then the
 // events after them (package snapshot); a failing snapshot (NATS away) is

@@ -63,7 +63,8 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	spec := a.Spec
-	spec.OnSlow = s.onSlow(a)
+	spec.Filter, spec.Subjects = s.shareSpecFilter(spec.Filter, spec.Subjects)
+	spec.OnSlow = s.onSlow(a.Peer)
 	opts := s.clientOpts
 	opts.Credits = s.sse.Credits()
 	c := client.New(spec, opts)
@@ -78,13 +79,14 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// onSlow counts and logs a slow consumer.
-func (s *Server) onSlow(a *Admitted) func(uint64) {
+// onSlow counts and logs a slow consumer (it keeps the peer, not the
+// admission: a client's Spec lives as long as the client).
+func (s *Server) onSlow(peer Peer) func(uint64) {
 	return func(resume uint64) {
 		if s.deps.Metrics != nil {
 			s.deps.Metrics.SlowConsumers.Inc()
 		}
-		s.log.Info("slow consumer disconnected", "remote", a.Peer.String(), "resume_from_seq", resume)
+		s.log.Info("slow consumer disconnected", "remote", peer.String(), "resume_from_seq", resume)
 	}
 }
 

@@ -7,9 +7,14 @@
 // frame and the close. Every write has a deadline; frames over
 // MaxMessageSize from the client close the connection (1009).
 //
-// conn.go: Serve takes the connection from net/http and serves it on a
-// goroutine of its own (an idle client keeps neither net/http's buffers
-// nor its handler's stack); under gorilla, the connection holds back what
+// An idle connection is kept small: Serve takes the connection from
+// net/http and serves it on a goroutine of its own (an idle client keeps
+// neither net/http's buffers nor its handler's stack), the session drops
+// its request once connected, melody's buffer is 8 frames and gorilla's
+// read buffer one control frame. What is left is mostly melody's own: two
+// goroutines of 4 KiB of stack each (docs/benchmarks.md, "Fan-out").
+//
+// conn.go: under gorilla, the connection holds back what
 // is written while more frames wait in melody and writes it at once (one
 // system call per 64 KiB for a client with a backlog, none delayed), and
 // sets the socket's write deadline only when it moved by more than a

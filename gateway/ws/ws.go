@@ -25,7 +25,11 @@ type Options struct {
 	PingPeriod time.Duration // ping interval (default 9/10 of PongWait)
 	// MaxMessageSize is the largest frame a client may send (default 4096).
 	MaxMessageSize int64
-	// Buffer is melody's MessageBufferSize (default 32).
+	// Buffer is melody's MessageBufferSize (default 8): its channel is
+	// held by every connection, idle or not (40 bytes a slot). A client
+	// refills it as each frame is written, so a client with a backlog
+	// keeps it full and the connection still coalesces up to corkBytes
+	// per write; the client's Credits are Buffer-2 (Transport.Credits).
 	Buffer int
 }
 
@@ -44,7 +48,7 @@ func (o Options) Defaults() Options {
 		o.MaxMessageSize = 4096
 	}
 	if o.Buffer < 4 {
-		o.Buffer = 32
+		o.Buffer = 8
 	}
 	return o
 }
@@ -68,14 +72,27 @@ type Transport struct {
 	m     *melody.Melody
 }
 
+// readBufferSize is gorilla's read buffer per connection: the smallest it
+// accepts, one control frame's payload.
+const readBufferSize = 125
+
 // keyBinding is the session key of a connection's *binding.
 const keyBinding = "dockcast"
 
 // binding is what a session serves: its client and the connection under
 // it (one key: a session's keys are looked up for every frame written).
+// Once connected, a session keeps nothing of its request (Request is nil).
 type binding struct {
 	c *client.Client
 	k *conn
+}
+
+// remote is the client's address, for the log.
+func (b *binding) remote() string {
+	if b.k.Conn == nil {
+		return ""
+	}
+	return b.k.Conn.RemoteAddr().String()
 }
 
 // New makes the transport.
@@ -94,9 +111,14 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	// Pooled (only a connection being written holds one): a batched
 	// frame fits whole, so that it goes out in one write.
 	m.Upgrader.WriteBufferSize = client.MaxBatchBytes + 1024
-	// Frames from clients are small (MaxMessageSize): a small read buffer.
-	m.Upgrader.ReadBufferSize = 512
+	// Frames from clients are small (MaxMessageSize), and the buffer is
+	// held by every idle connection: the smallest gorilla accepts (a
+	// control frame's payload), larger frames are read through it.
+	m.Upgrader.ReadBufferSize = readBufferSize
 	m.HandleConnect(func(s *melody.Session) {
+		// The request (its header, URL, context) would live as long as
+		// the connection: nothing reads it after the upgrade.
+		s.Request = nil
 		c := sessionClient(s)
 		c.Attach(sink{s, sessionConn(s)})
 		if hooks.Connected != nil {
@@ -124,10 +146,10 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 			if k := sessionConn(s); k.sending.Load() {
 				k.written() // never will be
 			}
-			t.log.Error("melody buffer full: a frame was dropped", "remote", s.Request.RemoteAddr)
+			t.log.Error("melody buffer full: a frame was dropped", "remote", sessionBinding(s).remote())
 			return
 		}
-		t.log.Debug("websocket", "remote", s.Request.RemoteAddr, "err", err)
+		t.log.Debug("websocket", "remote", sessionBinding(s).remote(), "err", err)
 	})
 	t.m = m
 	return t
@@ -159,16 +181,21 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 		ended()
 		return errors.New("the client sent data before the handshake completed")
 	}
-	k := &conn{Conn: nc}
-	go func() {
-		defer ended()
-		d := &detached{k: k, header: http.Header{}}
-		if err := t.m.HandleRequestWithKeys(d, r, map[string]any{keyBinding: &binding{c, k}}); err != nil {
-			_ = nc.Close()
-			t.log.Debug("websocket upgrade", "remote", r.RemoteAddr, "err", err)
-		}
-	}()
+	go t.serve(r, &binding{c, &conn{Conn: nc}}, ended)
 	return nil
+}
+
+// serve upgrades r on the hijacked connection of b and serves it: melody
+// runs its read pump on this goroutine for as long as the connection
+// lasts, so r must not be used after the call: it would stay reachable
+// from the goroutine's stack.
+func (t *Transport) serve(r *http.Request, b *binding, ended func()) {
+	defer ended()
+	d := &detached{k: b.k, header: http.Header{}}
+	if err := t.m.HandleRequestWithKeys(d, r, map[string]any{keyBinding: b}); err != nil {
+		_ = b.k.Conn.Close()
+		t.log.Debug("websocket upgrade", "remote", b.remote(), "err", err)
+	}
 }
 
 // Abort closes every connection at once (a shutdown past its deadline).

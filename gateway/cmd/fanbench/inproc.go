@@ -46,6 +46,17 @@ func (o *orchestrator) breakdown(ctx context.Context) *breakdownResult {
 	}
 	rss1, _ := rssBytes(g.pid())
 	r.RSSDelta = rss1 - rss0
+	if o.profileDir != "" {
+		// The heap with every allocation recorded: inuse_space is the
+		// breakdown's source, alloc_space what the connections allocated.
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		if err := o.saveURL(ctx, g.debugBase()+"/debug/pprof/heap", filepath.Join(o.profileDir, "breakdown-heap.prof")); err != nil {
+			r.Err = err.Error()
+		}
+	}
 	return r
 }
 
