@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/dockcast/dockcast/gateway/client"
 )
 
 // corkBytes bounds the bytes a connection holds back for one write.
@@ -33,6 +35,8 @@ var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBytes); retu
 // and the deadlines all the same (SetWriteDeadline comes from melody).
 type conn struct {
 	net.Conn
+	// c is the client served on the connection.
+	c *client.Client
 	// queued counts the text frames handed to melody and not yet
 	// reported written.
 	queued atomic.Int64
@@ -233,8 +237,27 @@ func (d *detached) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // before hijacking, bar the origin, which admission checked).
 func upgradable(r *http.Request) bool {
 	return r.Method == http.MethodGet && websocket.IsWebSocketUpgrade(r) &&
-		r.Header.Get("Sec-Websocket-Version") == "13" && r.Header.Get("Sec-Websocket-Key") != ""
+		hasToken(r.Header, "Sec-Websocket-Version", "13") && r.Header.Get("Sec-Websocket-Key") != ""
 }
+
+// hasToken reports whether the comma-separated lists of header name hold
+// token (case-insensitive), as gorilla reads them.
+func hasToken(h http.Header, name, token string) bool {
+	for _, line := range h.Values(name) {
+		for _, t := range strings.Split(line, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unhijackable hides the Hijack of a response writer: gorilla answers a
+// request it refuses through it (400, 405, 426…) but cannot take its
+// connection, which serve alone does (every session's connection is a
+// *conn).
+type unhijackable struct{ http.ResponseWriter }
 
 // isControl reports whether p is one whole unmasked control frame (close,
 // ping, pong), as gorilla writes one: FIN and an opcode of 8 or more, and a

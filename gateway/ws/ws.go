@@ -76,25 +76,6 @@ type Transport struct {
 // accepts, one control frame's payload.
 const readBufferSize = 125
 
-// keyBinding is the session key of a connection's *binding.
-const keyBinding = "dockcast"
-
-// binding is what a session serves: its client and the connection under
-// it (one key: a session's keys are looked up for every frame written).
-// Once connected, a session keeps nothing of its request (Request is nil).
-type binding struct {
-	c *client.Client
-	k *conn
-}
-
-// remote is the client's address, for the log.
-func (b *binding) remote() string {
-	if b.k.Conn == nil {
-		return ""
-	}
-	return b.k.Conn.RemoteAddr().String()
-}
-
 // New makes the transport.
 func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 	o = o.Defaults()
@@ -119,37 +100,38 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 		// The request (its header, URL, context) would live as long as
 		// the connection: nothing reads it after the upgrade.
 		s.Request = nil
-		c := sessionClient(s)
-		c.Attach(sink{s, sessionConn(s)})
+		k := sessionConn(s)
+		k.c.Attach(sink{s, k})
 		if hooks.Connected != nil {
-			hooks.Connected(c)
+			hooks.Connected(k.c)
 		}
 	})
 	m.HandleDisconnect(func(s *melody.Session) {
-		c := sessionClient(s)
+		c := sessionConn(s).c
 		c.Disconnected()
 		if hooks.Disconnected != nil {
 			hooks.Disconnected(c)
 		}
 	})
 	m.HandleSentMessage(func(s *melody.Session, msg []byte) {
-		b := sessionBinding(s)
-		frames, bytes := b.k.sentTrain(len(msg))
-		b.k.written()
-		b.c.Written(msg)
+		k := sessionConn(s)
+		frames, bytes := k.sentTrain(len(msg))
+		k.written()
+		k.c.Written(msg)
 		if hooks.Written != nil {
 			hooks.Written(frames, bytes)
 		}
 	})
 	m.HandleError(func(s *melody.Session, err error) {
+		k := sessionConn(s)
 		if errors.Is(err, melody.ErrMessageBufferFull) {
-			if k := sessionConn(s); k.sending.Load() {
+			if k.sending.Load() {
 				k.written() // never will be
 			}
-			t.log.Error("melody buffer full: a frame was dropped", "remote", sessionBinding(s).remote())
+			t.log.Error("melody buffer full: a frame was dropped", "remote", k.RemoteAddr().String())
 			return
 		}
-		t.log.Debug("websocket", "remote", sessionBinding(s).remote(), "err", err)
+		t.log.Debug("websocket", "remote", k.RemoteAddr().String(), "err", err)
 	})
 	t.m = m
 	return t
@@ -169,7 +151,7 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 	if !ok || !upgradable(r) {
 		// gorilla answers what it cannot upgrade (400, 426…).
 		defer ended()
-		return t.m.HandleRequestWithKeys(w, r, map[string]any{keyBinding: &binding{c, &conn{}}})
+		return t.m.HandleRequest(unhijackable{w}, r)
 	}
 	nc, brw, err := hj.Hijack()
 	if err != nil {
@@ -181,20 +163,20 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 		ended()
 		return errors.New("the client sent data before the handshake completed")
 	}
-	go t.serve(r, &binding{c, &conn{Conn: nc}}, ended)
+	go t.serve(r, &conn{Conn: nc, c: c}, ended)
 	return nil
 }
 
-// serve upgrades r on the hijacked connection of b and serves it: melody
+// serve upgrades r on the hijacked connection k and serves it: melody
 // runs its read pump on this goroutine for as long as the connection
 // lasts, so r must not be used after the call: it would stay reachable
 // from the goroutine's stack.
-func (t *Transport) serve(r *http.Request, b *binding, ended func()) {
+func (t *Transport) serve(r *http.Request, k *conn, ended func()) {
 	defer ended()
-	d := &detached{k: b.k, header: http.Header{}}
-	if err := t.m.HandleRequestWithKeys(d, r, map[string]any{keyBinding: b}); err != nil {
-		_ = b.k.Conn.Close()
-		t.log.Debug("websocket upgrade", "remote", b.remote(), "err", err)
+	d := &detached{k: k, header: http.Header{}}
+	if err := t.m.HandleRequest(d, r); err != nil {
+		_ = k.Conn.Close()
+		t.log.Debug("websocket upgrade", "remote", k.RemoteAddr().String(), "err", err)
 	}
 }
 
@@ -207,13 +189,10 @@ func (t *Transport) Abort() {
 	}
 }
 
-func sessionBinding(s *melody.Session) *binding {
-	return s.MustGet(keyBinding).(*binding)
-}
-
-func sessionClient(s *melody.Session) *client.Client { return sessionBinding(s).c }
-
-func sessionConn(s *melody.Session) *conn { return sessionBinding(s).k }
+// sessionConn is the connection under s, which knows its client: every
+// session is made by serve on a *conn (without keys: a session's map of
+// keys would be a few hundred bytes per connection).
+func sessionConn(s *melody.Session) *conn { return s.WebsocketConnection().UnderlyingConn().(*conn) }
 
 // sink is a melody session as a client's Sink.
 type sink struct {

@@ -1,9 +1,12 @@
 package ws
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -44,7 +47,7 @@ func serveTransport(t *testing.T, o Options) *served {
 		sv.mu.Unlock()
 		c := client.New(client.Spec{}, client.Options{Credits: sv.tr.Credits()})
 		if err := sv.tr.Serve(w, r, c, func() {}); err != nil {
-			t.Errorf("serve: %v", err)
+			t.Logf("serve: %v", err) // a refused handshake
 		}
 	}))
 	t.Cleanup(sv.srv.Close)
@@ -157,4 +160,39 @@ func TestSmallReadBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ping("after a large frame")
+}
+
+// TestUpgradeAsGorillaReads: a handshake gorilla accepts is served on a
+// connection of the transport's own (a version list that includes 13);
+// one it refuses is answered by gorilla and ends the client, without a
+// session.
+func TestUpgradeAsGorillaReads(t *testing.T) {
+	t.Parallel()
+	sv := serveTransport(t, Options{})
+	handshake := func(version string) string {
+		t.Helper()
+		nc, err := net.Dial("tcp", strings.TrimPrefix(sv.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = nc.Close() })
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(nc, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: %s\r\n\r\n", version)
+		line, err := bufio.NewReader(nc).ReadString('\n')
+		if err != nil {
+			t.Fatalf("version %q: %v", version, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	if got := handshake("8, 13"); got != "HTTP/1.1 101 Switching Protocols" {
+		t.Errorf("version list with 13: %q", got)
+	}
+	sv.connected(t, 1)
+	if got := handshake("8"); !strings.HasPrefix(got, "HTTP/1.1 400") {
+		t.Errorf("version 8 alone: %q, want 400", got)
+	}
+	if sessions, _ := sv.tr.m.Sessions(); len(sessions) != 1 {
+		t.Errorf("%d sessions, want the one upgraded", len(sessions))
+	}
 }
