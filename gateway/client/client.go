@@ -22,8 +22,9 @@ type Options struct {
 	// MaxQueueBytes bounds the frames waiting for the client (default 1 MiB).
 	MaxQueueBytes int
 	// Credits is how many frames the sink holds at once, besides the two
-	// it must keep for the closing error frame and the close (default 6,
-	// the WebSocket transport's melody buffer of 8 less those two).
+	// it must keep for the closing error frame and the close (default 6;
+	// the transports pass their own, the WebSocket one its melody buffer
+	// less those two).
 	Credits int
 	// CloseTimeout is how long a close may take before the connection is
 	// aborted under it (default 5s).

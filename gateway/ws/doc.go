@@ -11,7 +11,7 @@
 // net/http and serves it on a goroutine of its own (an idle client keeps
 // neither net/http's buffers nor its handler's stack), the session drops
 // its request once connected and finds its client through its connection
-// (no map of keys), melody's buffer is 8 frames and gorilla's read buffer
+// (no map of keys), melody's buffer is 4 frames (the least) and gorilla's read buffer
 // one control frame. What is left is mostly melody's own: two
 // goroutines of 4 KiB of stack each (docs/benchmarks.md, "Fan-out").
 //

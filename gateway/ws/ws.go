@@ -25,11 +25,11 @@ type Options struct {
 	PingPeriod time.Duration // ping interval (default 9/10 of PongWait)
 	// MaxMessageSize is the largest frame a client may send (default 4096).
 	MaxMessageSize int64
-	// Buffer is melody's MessageBufferSize (default 8): its channel is
-	// held by every connection, idle or not (40 bytes a slot). A client
-	// refills it as each frame is written, so a client with a backlog
-	// keeps it full and the connection still coalesces up to corkBytes
-	// per write; the client's Credits are Buffer-2 (Transport.Credits).
+	// Buffer is melody's MessageBufferSize (default 4, the least): its
+	// channel is held by every connection, idle or not (40 bytes a slot).
+	// A client hands it one frame or train at a time (client.TrainSink),
+	// besides the two slots kept for the closing error frame and the
+	// close; its Credits are Buffer-2 (Transport.Credits).
 	Buffer int
 }
 
@@ -48,7 +48,7 @@ func (o Options) Defaults() Options {
 		o.MaxMessageSize = 4096
 	}
 	if o.Buffer < 4 {
-		o.Buffer = 8
+		o.Buffer = 4
 	}
 	return o
 }
