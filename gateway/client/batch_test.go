@@ -68,9 +68,9 @@ func (r *trainSink) Send(b []byte) error {
 	return nil
 }
 
-func (r *trainSink) SendTrain(first, rest []byte, n int) error {
+func (r *trainSink) SendTrain(first, rest []byte, n, payload int) error {
 	frames := [][]byte{first}
-	size := len(first) + len(rest)
+	size, sum := len(first)+len(rest), len(first)
 	for len(rest) > 0 {
 		if rest[0] != 0x81 || rest[1]&0x80 != 0 {
 			return fmt.Errorf("not an unmasked final text frame: % x", rest[:2])
@@ -86,10 +86,11 @@ func (r *trainSink) SendTrain(first, rest []byte, n int) error {
 			}
 		}
 		frames = append(frames, rest[hdr:hdr+l])
+		sum += l
 		rest = rest[hdr+l:]
 	}
-	if len(frames) != n {
-		return fmt.Errorf("a train of %d frames says %d", len(frames), n)
+	if len(frames) != n || sum != payload {
+		return fmt.Errorf("a train of %d frames, %d payload bytes, says %d and %d", len(frames), sum, n, payload)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -117,9 +117,10 @@ type Sink interface {
 // and one write per train instead of one per frame.
 type TrainSink interface {
 	Sink
-	// SendTrain hands the transport first, then rest (n frames in all);
-	// Sent or Written(first) reports the whole train written.
-	SendTrain(first, rest []byte, n int) error
+	// SendTrain hands the transport first, then rest (n frames in all,
+	// of size payload bytes without the headers); Sent or Written(first)
+	// reports the whole train written.
+	SendTrain(first, rest []byte, n, size int) error
 }
 
 // AppendTextFrameHeader appends the header of an unmasked, final
@@ -582,9 +583,9 @@ func (c *Client) flush() {
 	for c.head < len(c.queue) && c.handed-c.sent < limit {
 		var err error
 		if c.trains != nil {
-			first, rest, n := c.nextTrain()
+			first, rest, n, size := c.nextTrain()
 			if n > 1 {
-				err = c.trains.SendTrain(first, rest, n)
+				err = c.trains.SendTrain(first, rest, n, size)
 			} else {
 				err = c.sink.Send(first)
 			}
@@ -649,9 +650,9 @@ func (c *Client) next() []byte {
 // frame, and the frames queued after it that fit in MaxBatchBytes with
 // their WebSocket headers, framed. A frame over MaxBatchBytes goes alone;
 // so does the first frame when none follows. c.mu is held.
-func (c *Client) nextTrain() (first, rest []byte, n int) {
-	if len(c.queue[c.head].data) > MaxBatchBytes {
-		return c.take(), nil, 1
+func (c *Client) nextTrain() (first, rest []byte, n, payload int) {
+	if d := len(c.queue[c.head].data); d > MaxBatchBytes {
+		return c.take(), nil, 1, d
 	}
 	size, end := len(c.queue[c.head].data), c.head+1
 	for end < len(c.queue) {
@@ -663,21 +664,23 @@ func (c *Client) nextTrain() (first, rest []byte, n int) {
 		end++
 	}
 	if end == c.head+1 {
-		return c.take(), nil, 1
+		f := c.take()
+		return f, nil, 1, len(f)
 	}
 	bp := batchPool.Get().(*[]byte)
 	b := append((*bp)[:0], c.take()...)
 	split := len(b)
-	n = 1
+	n, payload = 1, split
 	for c.head < end {
 		d := c.take()
 		b = AppendTextFrameHeader(b, len(d))
 		b = append(b, d...)
 		n++
+		payload += len(d)
 	}
 	*bp = b
 	c.batchBuf = bp
-	return b[:split], b[split:], n
+	return b[:split], b[split:], n, payload
 }
 
 // batchPool holds the buffers of batched frames (Options.Batch) between

@@ -191,13 +191,14 @@ func TestResumeFromRing(t *testing.T) {
 }
 
 // TestSlowBatchClientResumesExactly: a batch=1 client that stops reading
-// while live events keep coming is ended as a slow consumer; its
-// resume_from_seq is the first event it was not sent, and resuming there
-// (from the ring) yields every later event once: nothing lost, nothing
+// while live events keep coming lags, then is ended as a slow consumer once
+// it is behind the ring (2,000 messages); its resume_from_seq is the first
+// event it was not sent, and resuming there (from the stream: the ring has
+// moved past it) yields every later event once: nothing lost, nothing
 // twice.
 func TestSlowBatchClientResumesExactly(t *testing.T) {
 	t.Parallel()
-	f := newFixtureRing(t, 100000, 10, 1000, server.Options{}, 4, true, 20000)
+	f := newFixtureRing(t, 100000, 10, 1000, server.Options{}, 4, true, 2000)
 	c, _, err := stalling.Dial(f.url+"?batch=1&filter=node="+f.node, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +208,8 @@ func TestSlowBatchClientResumesExactly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v after %+v", err, first)
 	}
-	// Publish until the gateway ends the client (its queue holds 1 MiB).
+	// Publish until the gateway ends the client (its queue holds 1 MiB,
+	// then it lags until the ring has moved past it).
 	for slowCount(f) == 0 {
 		f.publish(t, 100)
 		if t.Failed() {

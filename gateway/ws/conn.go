@@ -58,6 +58,14 @@ type conn struct {
 	err      error
 }
 
+// dropTrain forgets the train whose first frame melody dropped (its
+// buffer full): its tail must not follow another frame.
+func (k *conn) dropTrain() {
+	k.mu.Lock()
+	k.tail, k.trainN = nil, 0
+	k.mu.Unlock()
+}
+
 // sentTrain returns the frame count and size of what melody reports
 // written: a train's, or one frame of n bytes.
 func (k *conn) sentTrain(n int) (frames, bytes int) {

@@ -127,6 +127,7 @@ func New(log *slog.Logger, o Options, hooks Hooks) *Transport {
 		if errors.Is(err, melody.ErrMessageBufferFull) {
 			if k.sending.Load() {
 				k.written() // never will be
+				k.dropTrain()
 			}
 			t.log.Error("melody buffer full: a frame was dropped", "remote", k.RemoteAddr().String())
 			return
@@ -214,15 +215,13 @@ func (k sink) Send(frame []byte) error {
 // SendTrain hands melody the train's first frame; the connection writes
 // the rest right after it (client.TrainSink). The client hands one train
 // at a time, so at most one tail waits.
-func (k sink) SendTrain(first, rest []byte, n int) error {
+func (k sink) SendTrain(first, rest []byte, n, size int) error {
 	k.k.mu.Lock()
-	k.k.tail, k.k.trainN, k.k.trainBytes = rest, n, len(first)+len(rest)
+	k.k.tail, k.k.trainN, k.k.trainBytes = rest, n, size
 	k.k.mu.Unlock()
 	err := k.Send(first)
 	if err != nil {
-		k.k.mu.Lock()
-		k.k.tail, k.k.trainN = nil, 0
-		k.k.mu.Unlock()
+		k.k.dropTrain()
 	}
 	return err
 }
