@@ -57,6 +57,10 @@ func TestEventMetrics(t *testing.T) {
 		`dockcast_container_restarts_total{node="` + a + `"}`:                                 1,
 		`dockcast_container_health_status_changes_total{node="` + a + `",status="healthy"}`:   1,
 		`dockcast_container_health_status_changes_total{node="` + a + `",status="unhealthy"}`: 2,
+		// Every live message is timed from its storing to its fan-out, and
+		// its fan-out (12 events).
+		`dockcast_gateway_feed_delay_seconds_count`: 12,
+		`dockcast_gateway_fanout_seconds_count`:     12,
 	}
 	var body string
 	testkit.Eventually(t, 30*time.Second, func() error {

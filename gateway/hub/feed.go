@@ -209,7 +209,12 @@ func (h *Hub) deliver(msg jetstream.Msg) bool {
 		if h.metrics != nil {
 			h.metrics.ObserveEvent(&ev) // live events only, not the ring's warm-up
 		}
+		began := time.Now()
 		h.fanout(seq, subj, m.Frame, &ev)
+		if h.metrics != nil {
+			h.metrics.FeedDelay.Observe(began.Sub(meta.Timestamp).Seconds())
+			h.metrics.Fanout.Observe(time.Since(began).Seconds())
+		}
 	}
 	h.pos.Store(seq)
 	return true

@@ -25,11 +25,15 @@ type Metrics struct {
 	SlowConsumers prometheus.Counter
 	// Lagging counts clients that fell their queue's bound behind and were
 	// refilled from the recent messages held in memory (client.Backlog).
-	Lagging         prometheus.Counter
-	ReplaysInFlight prometheus.Gauge
-	ReplayCatchup   prometheus.Histogram
-	AuthFailures    *prometheus.CounterVec
-	LiveSeq         prometheus.Gauge
+	Lagging prometheus.Counter
+	// FeedDelay is the time from the stream storing a live message to the
+	// live feed offering it to clients; Fanout how long offering one
+	// message to every client took.
+	FeedDelay, Fanout prometheus.Histogram
+	ReplaysInFlight   prometheus.Gauge
+	ReplayCatchup     prometheus.Histogram
+	AuthFailures      *prometheus.CounterVec
+	LiveSeq           prometheus.Gauge
 	// InvalidMessages counts stream messages that are not valid events
 	// (skipped for every client), each once.
 	InvalidMessages prometheus.Counter
@@ -66,6 +70,12 @@ func New() *Metrics {
 			Help: "Bytes of frames written to WebSocket clients."}),
 		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "slow_consumers_total",
 			Help: "Clients disconnected because they fell too far behind."}),
+		FeedDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "feed_delay_seconds",
+			Help:    "Time from the stream storing a live message to the gateway offering it to its clients (the NATS server's clock against the gateway's).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		Fanout: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "fanout_seconds",
+			Help:    "Time to offer one live message to every client that wants it.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 16)}),
 		Lagging: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "lagging_total",
 			Help: "Times a client fell its queue's bound behind and was refilled from the recent messages the gateway holds instead of being disconnected."}),
 		ReplaysInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "replays_in_flight",
@@ -101,7 +111,7 @@ func New() *Metrics {
 	m.HealthStatusChange = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dockcast_container_health_status_changes_total",
 		Help: "Health status changes of containers (health_status events), by node and new status (healthy, unhealthy, starting, other)."}, []string{"node", "status"})
 	m.Registry.MustRegister(m.Events, m.ContainerOOMs, m.ContainerExitsBad, m.ContainerRestarts, m.HealthStatusChange)
-	m.Registry.MustRegister(m.Clients, m.MessagesSent, m.BytesSent, m.SlowConsumers, m.Lagging, m.ReplaysInFlight,
+	m.Registry.MustRegister(m.Clients, m.MessagesSent, m.BytesSent, m.SlowConsumers, m.Lagging, m.FeedDelay, m.Fanout, m.ReplaysInFlight,
 		m.ReplayCatchup, m.AuthFailures, m.LiveSeq, m.InvalidMessages, m.ReplaysWaiting, m.ReplayTurns,
 		m.Refused, m.TokenReloads, m.Revoked,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

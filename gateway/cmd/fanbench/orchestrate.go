@@ -447,6 +447,9 @@ func (o *orchestrator) flow(ctx context.Context, p peer, clients, count, rate in
 		f.Delivered = float64(res.Total) / f.Took.Seconds()
 	}
 	f.Complete = res.Complete == clients && res.Min == count && res.Max == count && res.Disorder == 0
+	if g, ok := p.(*gatewayPeer); ok {
+		f.FeedDelay, f.Fanout = g.feedTimes(ctx)
+	}
 	return f, nil
 }
 

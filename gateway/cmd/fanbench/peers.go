@@ -122,6 +122,22 @@ func (g *gatewayPeer) goStats(ctx context.Context) (float64, float64, bool) {
 	return m["go_memstats_heap_inuse_bytes"], m["go_goroutines"], true
 }
 
+// feedTimes returns the gateway's mean feed delay and fan-out time
+// (dockcast_gateway_feed_delay_seconds, _fanout_seconds) since it started.
+func (g *gatewayPeer) feedTimes(ctx context.Context) (feed, fanout time.Duration) {
+	m, err := promMetrics(ctx, g.base()+"/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	mean := func(name string) time.Duration {
+		if n := m[name+"_count"]; n > 0 {
+			return time.Duration(m[name+"_sum"] / n * float64(time.Second))
+		}
+		return 0
+	}
+	return mean("dockcast_gateway_feed_delay_seconds"), mean("dockcast_gateway_fanout_seconds")
+}
+
 // promMetrics reads the unlabelled samples of a Prometheus text page.
 func promMetrics(ctx context.Context, url string) (map[string]float64, error) {
 	code, body, err := httpGet(ctx, url)

@@ -56,6 +56,10 @@ type flowResult struct {
 	Delivered             float64       // events received per second, all clients
 	Complete              bool
 	CPU                   cpuUse
+	// The gateway's own view (its metrics): mean time from the stream
+	// storing a message to the live feed offering it, and mean fan-out
+	// of one message to every client.
+	FeedDelay, Fanout time.Duration
 }
 
 type heldResult struct {
@@ -233,7 +237,11 @@ func (r *report) markdown(withProfiles bool) string {
 	row(fmt.Sprintf("%s events/s to %d clients for %v: publish → receipt p50 / p99 / max", num(float64(sc.LatRate)), sc.LatClients, sc.LatDuration), func(p *peerResult) string {
 		return p.cell(scLatency, p.Latency != nil, func() string {
 			l := p.Latency.Result
-			return fmt.Sprintf("%s / **%s** / %s (%s)%s", ms(l.P50), ms(l.P99), ms(l.PMax), cpuNote(p.Latency.CPU, l.Total), flowProblems(p.Latency))
+			gw := ""
+			if p.Latency.FeedDelay > 0 {
+				gw = fmt.Sprintf("; the gateway's metrics: stream to fan-out %s, fan-out to every client %s, means", ms(p.Latency.FeedDelay.Nanoseconds()), ms(p.Latency.Fanout.Nanoseconds()))
+			}
+			return fmt.Sprintf("%s / **%s** / %s (%s%s)%s", ms(l.P50), ms(l.P99), ms(l.PMax), cpuNote(p.Latency.CPU, l.Total), gw, flowProblems(p.Latency))
 		})
 	})
 	row(fmt.Sprintf("memory per idle client: server RSS growth / %s clients", num(float64(sc.IdleClients))), func(p *peerResult) string {
