@@ -721,6 +721,10 @@ func (c *Client) slowLocked(reason string) func() {
 	return func() { c.Spec.OnSlow(resume) }
 }
 
+// behindBacklog is the slow_consumer message of a lagging client that fell
+// behind the backlog.
+const behindBacklog = "the client fell behind the recent messages the gateway holds"
+
 // checkBacklog ends a lagging client as a slow consumer when the backlog
 // no longer holds its place; it returns the hook to call once c.mu is
 // released. c.mu is held.
@@ -731,7 +735,7 @@ func (c *Client) checkBacklog() func() {
 	if from := c.opts.Backlog.BacklogFrom(); from != 0 && c.lagNext >= from {
 		return nil
 	}
-	return c.slowLocked("the client fell behind the recent messages the gateway holds")
+	return c.slowLocked(behindBacklog)
 }
 
 // refill queues, from the backlog, what a lagging client missed once its
@@ -758,7 +762,7 @@ func (c *Client) refill() func() {
 		return true
 	})
 	if !ok {
-		return c.slowLocked("the client fell behind the recent messages the gateway holds")
+		return c.slowLocked(behindBacklog)
 	}
 	c.lagNext = max(c.lagNext, next)
 	if whole {

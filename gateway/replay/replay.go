@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/dockcast/dockcast/gateway/auth"
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/hub"
 	"github.com/dockcast/dockcast/gateway/metrics"
@@ -145,7 +144,7 @@ func (r *Replayer) fromRecent(ctx context.Context, st *state) error {
 	for _, m := range msgs {
 		// The ring holds every subject: the client's subjects (narrowed to
 		// its token) select as its consumer's filter would.
-		if !auth.Matches(st.c.Spec.Subjects, m.Subject) || !st.c.Wants(m.Subject, m.Event) {
+		if !st.c.Selects(m.Subject, m.Event) {
 			continue
 		}
 		if !st.c.Replay(m.Seq, m.Frame) {
