@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,16 +15,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dockcast/dockcast/gateway/internal/procs"
 )
 
 // child is a process the orchestrator started; it is ended by its pid.
-type child struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
+type child struct{ *procs.Child }
 
 // startChild runs bin with args and env (added to the orchestrator's), its
 // output going to logDir/name.log. The child is killed if the orchestrator
@@ -40,52 +35,29 @@ func startChild(name, logDir, bin string, args, env []string) (*child, error) {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
+	c, err := procs.Start(name, logPath, cmd, f)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	c := &child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		c.err = cmd.Wait()
-		_ = f.Close()
-		close(c.done)
-	}()
-	return c, nil
+	return &child{c}, nil
 }
 
 // pid of the process.
-func (c *child) pid() int { return c.cmd.Process.Pid }
+func (c *child) pid() int { return c.Pid() }
 
 // exited reports whether the process has ended.
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
+func (c *child) exited() bool { return c.Exited() }
 
 // stop sends SIGTERM and waits (SIGKILL after 15 s).
 func (c *child) stop() {
-	if c == nil || c.exited() {
+	if c == nil {
 		return
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	c.Stop(syscall.SIGTERM, 15*time.Second)
 }
 
 // tail is the end of the child's log, for error messages.
-func (c *child) tail() string {
-	b, _ := os.ReadFile(c.log)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.Join(lines[max(0, len(lines)-15):], "\n")
-}
+func (c *child) tail() string { return c.Tail(15) }
 
 // rssBytes is the resident set size of a process, from /proc.
 func rssBytes(pid int) (int64, error) {
@@ -106,24 +78,13 @@ func rssBytes(pid int) (int64, error) {
 }
 
 // cpuSeconds is the CPU time (user + system) a process has used, from
-// /proc (clock ticks of 10 ms).
+// /proc (clock ticks of 10 ms); 0 when it cannot be read.
 func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := procs.CPU(pid)
 	if err != nil {
 		return 0
 	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// After the command: state is field 3, utime 14 and stime 15.
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / 100
+	return float64(d) / float64(time.Second)
 }
 
 // cpuMeter reads the CPU time of the processes of a measurement.
@@ -175,34 +136,20 @@ func threads(pid int) int {
 
 // freePort is a free TCP port on 127.0.0.1.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := procs.FreeAddr("127.0.0.1")
 	if err != nil {
 		return 0, err
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return a.Port, nil
 }
 
 // waitHTTP polls url until it answers 200, the child exits or d passes.
 func waitHTTP(ctx context.Context, c *child, url string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	var last string
-	for time.Now().Before(deadline) {
-		if c != nil && c.exited() {
-			return fmt.Errorf("%s exited (%v):\n%s", c.name, c.err, c.tail())
-		}
-		code, body, err := httpGet(ctx, url)
-		if err == nil && code == http.StatusOK {
-			return nil
-		}
-		last = fmt.Sprintf("%d %s %v", code, strings.TrimSpace(body), err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	var pc *procs.Child
+	if c != nil {
+		pc = c.Child
 	}
-	return fmt.Errorf("%s not ready after %v: %s", url, d, last)
+	return procs.Waiter{Client: httpClient, Interval: 50 * time.Millisecond}.WaitOK(ctx, url, d, pc)
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
@@ -260,16 +207,12 @@ func (o *orchestrator) startClients(ctx context.Context, name string, f clientFl
 	if err != nil {
 		return nil, readyMsg{}, err
 	}
-	if err := cmd.Start(); err != nil {
+	pc, err := procs.Start(name, logPath, cmd, lf)
+	if err != nil {
 		return nil, readyMsg{}, fmt.Errorf("start clients: %w", err)
 	}
-	c := &clientRun{child: &child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}, in: in, out: bufio.NewScanner(out)}
+	c := &clientRun{child: &child{pc}, in: in, out: bufio.NewScanner(out)}
 	c.out.Buffer(make([]byte, 64<<10), 1<<20)
-	go func() {
-		c.err = cmd.Wait()
-		_ = lf.Close()
-		close(c.done)
-	}()
 	var m readyMsg
 	if err := c.next(&m); err != nil {
 		c.stop()
@@ -281,8 +224,8 @@ func (o *orchestrator) startClients(ctx context.Context, name string, f clientFl
 // next reads the process's next line into v.
 func (c *clientRun) next(v any) error {
 	if !c.out.Scan() {
-		<-c.done
-		return fmt.Errorf("client process ended (%v): %s", c.err, c.tail())
+		<-c.Done()
+		return fmt.Errorf("client process ended (%v): %s", c.Err(), c.tail())
 	}
 	return json.Unmarshal(c.out.Bytes(), v)
 }
@@ -303,10 +246,5 @@ func (c *clientRun) stop() {
 	}
 	_ = json.NewEncoder(c.in).Encode(command{Cmd: "quit"})
 	_ = c.in.Close()
-	select {
-	case <-c.done:
-	case <-time.After(20 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
+	c.Wait(20 * time.Second)
 }
