@@ -129,14 +129,20 @@ func (r *recent) each(epoch string, from uint64, fn func(seq uint64, subj string
 	if r.from == 0 || epoch != r.epoch || from < r.from || from > r.upto+1 {
 		return from, false
 	}
+	return r.walkLocked(from, func(m *Message) bool { return fn(m.Seq, m.Subject, m.Event, m.Frame) }), true
+}
+
+// walkLocked calls fn with the messages from from on, in order, while it
+// returns true; it returns the sequence of the message fn refused, or one
+// past the last the ring covers. r.mu is held.
+func (r *recent) walkLocked(from uint64, fn func(m *Message) bool) uint64 {
 	at := func(i int) *Message { return &r.msgs[(r.head+i)%len(r.msgs)] }
 	for i := sort.Search(r.n, func(i int) bool { return at(i).Seq >= from }); i < r.n; i++ {
-		m := at(i)
-		if !fn(m.Seq, m.Subject, m.Event, m.Frame) {
-			return m.Seq, true
+		if m := at(i); !fn(m) {
+			return m.Seq
 		}
 	}
-	return r.upto + 1, true
+	return r.upto + 1
 }
 
 // get returns the messages of [from, upto] if the ring covers all of it
@@ -147,15 +153,14 @@ func (r *recent) get(epoch string, from, upto uint64) ([]Message, bool) {
 	if r.from == 0 || epoch != r.epoch || from < r.from || upto > r.upto || from > upto {
 		return nil, false
 	}
-	at := func(i int) Message { return r.msgs[(r.head+i)%len(r.msgs)] }
 	var out []Message
-	for i := sort.Search(r.n, func(i int) bool { return at(i).Seq >= from }); i < r.n; i++ {
-		m := at(i)
+	r.walkLocked(from, func(m *Message) bool {
 		if m.Seq > upto {
-			break
+			return false
 		}
-		out = append(out, m)
-	}
+		out = append(out, *m)
+		return true
+	})
 	return out, true
 }
 
