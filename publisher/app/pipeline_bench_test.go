@@ -23,15 +23,7 @@ import (
 
 // benchAttrs are a docker-compose service container's attributes (the
 // payload of a start event is then about 780 bytes, as in fanbench).
-var benchAttrs = map[string]string{
-	"name": "shop-api-1", "image": "registry.example.com/shop/api:1.4.2",
-	"com.docker.compose.project": "shop", "com.docker.compose.service": "api",
-	"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
-	"com.docker.compose.version":              "2.24.6",
-	"com.docker.compose.config-hash":          "9f1c2e7d4b3a5f60718293a4b5c6d7e8f9012a3b4c5d6e7f8091a2b3c4d5e6f7",
-	"com.docker.compose.project.config_files": "/srv/shop/docker-compose.yml",
-	"com.docker.compose.project.working_dir":  "/srv/shop",
-}
+var benchAttrs = testkit.ComposeAttributes()
 
 // benchMessage is the i-th event: a start of one of BENCH_CONTAINERS
 // containers (default 1,000, as fanbench's PubContainers: the container-

@@ -15,15 +15,7 @@ import (
 
 // composeAttrs make a start event of about the size of a docker-compose
 // container's (780 bytes as the publisher stores it).
-var composeAttrs = map[string]string{
-	"name": "shop-api-1", "image": "registry.example.com/shop/api:1.4.2",
-	"com.docker.compose.project": "shop", "com.docker.compose.service": "api",
-	"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
-	"com.docker.compose.version":              "2.24.6",
-	"com.docker.compose.config-hash":          "9f1c2e7d4b3a5f60718293a4b5c6d7e8f9012a3b4c5d6e7f8091a2b3c4d5e6f7",
-	"com.docker.compose.project.config_files": "/srv/shop/docker-compose.yml",
-	"com.docker.compose.project.working_dir":  "/srv/shop",
-}
+var composeAttrs = testkit.ComposeAttributes()
 
 // BenchmarkFakeEngineRead measures the stand-in engine alone: how fast a
 // client that does nothing but read takes its /events (b.N events, at

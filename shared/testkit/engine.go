@@ -175,6 +175,21 @@ func (e *FakeEngine) emitLocked(m events.Message) events.Message {
 	return m
 }
 
+// ComposeAttributes returns (a fresh copy of) the attributes of a
+// docker-compose service container's start event as the engine sends
+// them: a payload of about 780 bytes, the size benchmarks use.
+func ComposeAttributes() map[string]string {
+	return map[string]string{
+		"name": "shop-api-1", "image": "registry.example.com/shop/api:1.4.2",
+		"com.docker.compose.project": "shop", "com.docker.compose.service": "api",
+		"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
+		"com.docker.compose.version":              "2.24.6",
+		"com.docker.compose.config-hash":          "9f1c2e7d4b3a5f60718293a4b5c6d7e8f9012a3b4c5d6e7f8091a2b3c4d5e6f7",
+		"com.docker.compose.project.config_files": "/srv/shop/docker-compose.yml",
+		"com.docker.compose.project.working_dir":  "/srv/shop",
+	}
+}
+
 // Container returns a container event (create, start, die, …) of the
 // container id called name, with the attributes Docker gives such events.
 func Container(action, id, name string, attrs map[string]string) events.Message {

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dockcast/dockcast/shared/event"
+	"github.com/dockcast/dockcast/shared/testkit"
 )
 
 // benchChannel is the Centrifugo channel every event is published to (the
@@ -22,15 +23,7 @@ const benchNode = "bench"
 // composeAttrs are the attributes of a docker-compose service container's
 // start event, as the engine sends them: the payload is the size of a real
 // one (781 bytes).
-var composeAttrs = map[string]string{
-	"name": "shop-api-1", "image": "registry.example.com/shop/api:1.4.2",
-	"com.docker.compose.project": "shop", "com.docker.compose.service": "api",
-	"com.docker.compose.container-number": "1", "com.docker.compose.oneoff": "False",
-	"com.docker.compose.version":              "2.24.6",
-	"com.docker.compose.config-hash":          "9f1c2e7d4b3a5f60718293a4b5c6d7e8f9012a3b4c5d6e7f8091a2b3c4d5e6f7",
-	"com.docker.compose.project.config_files": "/srv/shop/docker-compose.yml",
-	"com.docker.compose.project.working_dir":  "/srv/shop",
-}
+var composeAttrs = testkit.ComposeAttributes()
 
 // benchEvent is event number n, made at t: its actor id carries n (64
 // decimal digits) and its time_nano the publish time.
@@ -104,17 +97,8 @@ func (p *eventPublisher) publish(ctx context.Context, count, rate int) (first, a
 			}
 		}
 	}
-	select {
-	case <-p.js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return first, acked, ctx.Err()
-	case <-time.After(2 * time.Minute):
-		return first, acked, fmt.Errorf("%d publishes not acknowledged after 2 minutes", p.js.PublishAsyncPending())
-	}
-	if f := p.failed.Load(); f > 0 {
-		return first, time.Now(), fmt.Errorf("%d of %d publishes failed", f, count)
-	}
-	return first, time.Now(), nil
+	acked, err = p.awaitAcks(ctx, count)
+	return first, acked, err
 }
 
 // prebuilt makes the next n bench events before any is published, for the
@@ -147,15 +131,22 @@ func (p *eventPublisher) publishAll(ctx context.Context, msgs []*nats.Msg) (firs
 			return first, acked, fmt.Errorf("publish event %d: %w", i, err)
 		}
 	}
+	acked, err = p.awaitAcks(ctx, len(msgs))
+	return first, acked, err
+}
+
+// awaitAcks waits for every publish in flight to be acknowledged (at most
+// 2 minutes) and reports when the last was, or which failed out of count.
+func (p *eventPublisher) awaitAcks(ctx context.Context, count int) (time.Time, error) {
 	select {
 	case <-p.js.PublishAsyncComplete():
 	case <-ctx.Done():
-		return first, acked, ctx.Err()
+		return time.Time{}, ctx.Err()
 	case <-time.After(2 * time.Minute):
-		return first, acked, fmt.Errorf("%d publishes not acknowledged after 2 minutes", p.js.PublishAsyncPending())
+		return time.Time{}, fmt.Errorf("%d publishes not acknowledged after 2 minutes", p.js.PublishAsyncPending())
 	}
 	if f := p.failed.Load(); f > 0 {
-		return first, time.Now(), fmt.Errorf("%d of %d publishes failed", f, len(msgs))
+		return time.Now(), fmt.Errorf("%d of %d publishes failed", f, count)
 	}
-	return first, time.Now(), nil
+	return time.Now(), nil
 }
