@@ -261,6 +261,21 @@ func (c *Client) Attach(s Sink) {
 // Done is closed when the client is closed.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
+// Context returns a context derived from parent that also ends when the
+// client is closed (work done for the client stops with it); cancel
+// releases it.
+func (c *Client) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // Closed reports whether the client is closed.
 func (c *Client) Closed() bool {
 	c.mu.Lock()

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -227,5 +228,32 @@ func TestLaggingClientWithNothingInFlightIsRefilled(t *testing.T) {
 	}
 	if got, want := rec.events(), []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}; !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// TestContextEndsWithTheClient: Context ends when the client is closed,
+// and with its parent.
+func TestContextEndsWithTheClient(t *testing.T) {
+	t.Parallel()
+	c := New(Spec{}, Options{})
+	ctx, cancel := c.Context(context.Background())
+	defer cancel()
+	if ctx.Err() != nil {
+		t.Fatal("ended before the client closed")
+	}
+	c.Disconnected()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the context did not end with the client")
+	}
+	parent, stop := context.WithCancel(context.Background())
+	ctx2, cancel2 := New(Spec{}, Options{}).Context(parent)
+	defer cancel2()
+	stop()
+	select {
+	case <-ctx2.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the context did not end with its parent")
 	}
 }

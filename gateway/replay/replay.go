@@ -72,15 +72,8 @@ func New(js jetstream.JetStream, stream string, h *hub.Hub, concurrency int, log
 // Run replays for c, then switches it to live. It returns when the client
 // is live or closed, or ctx ends.
 func (r *Replayer) Run(ctx context.Context, c *client.Client, req Request) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := c.Context(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-c.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	began := time.Now()
 	liveFrom, ok := r.hub.JoinBuffering(c, req.FromSeq, req.FromSeq, req.Epoch)
 	if !ok {

@@ -310,15 +310,8 @@ type started struct{}
 // events after them (package snapshot); a failing snapshot (NATS away) is
 // retried, as replay turns are, until the client leaves.
 func (s *Server) snapshot(c *client.Client, q Query) {
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := c.Context(s.ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-c.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if s.deps.Snapshot == nil {
 		c.End(client.Shutdown, "snapshot=1 is not available on this gateway")
 		return
