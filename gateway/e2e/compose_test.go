@@ -26,18 +26,67 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// compose runs scripts/compose.sh for one project.
+// compose runs scripts/compose.sh for one project: on docker-compose.yml,
+// or on file (relative to the repository) when it is set.
 type compose struct {
 	t       testing.TB
 	root    string
 	project string
+	file    string
 	env     []string
+}
+
+// newCompose is a compose for a project named prefix plus a unique suffix,
+// with the stack's images (tag test, built once per test binary) and env.
+// When the test ends the project is brought down with its volumes, its
+// logs printed first if the test failed.
+func newCompose(t *testing.T, root, prefix, file string, env ...string) *compose {
+	t.Helper()
+	stackImages(t, root)
+	c := &compose{t: t, root: root, project: prefix + "-" + strings.ToLower(testkit.Unique("t")), file: file,
+		env: append([]string{"DOCKCAST_TAG=test"}, env...)}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.run(time.Minute, "logs", "--no-color", "--tail", "80")
+			t.Logf("--- compose logs of %s:\n%s", c.project, out)
+		}
+		if out, err := c.run(3*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "10"); err != nil {
+			t.Errorf("compose down %s: %v\n%s", c.project, err, out)
+		}
+	})
+	return c
+}
+
+var stackImagesOnce struct {
+	sync.Mutex
+	done bool
+}
+
+// stackImages builds the stack's images, tagged test, the way `make stack`
+// builds them, unless this test binary already did.
+func stackImages(t *testing.T, root string) {
+	t.Helper()
+	stackImagesOnce.Lock()
+	defer stackImagesOnce.Unlock()
+	if stackImagesOnce.done {
+		return
+	}
+	build := exec.Command(filepath.Join(root, "scripts", "stack-images.sh"))
+	build.Env = append(os.Environ(), "DOCKCAST_TAG=test")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("stack-images.sh: %v\n%s", err, out)
+	}
+	stackImagesOnce.done = true
 }
 
 func (c *compose) run(timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "scripts", "compose.sh"), append([]string{"-p", c.project}, args...)...)
+	pre := []string{"-p", c.project}
+	if c.file != "" {
+		pre = append(pre, "-f", filepath.Join(c.root, c.file))
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "scripts", "compose.sh"), append(pre, args...)...)
 	cmd.Env = append(os.Environ(), c.env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -69,6 +118,27 @@ type wsClient struct {
 }
 
 type frame = gwclient.Frame
+
+// newWSClient is a client of the gateway's /ws at url (ws://host:port/ws)
+// for the events of containers labelled LabelKey=label.
+func newWSClient(url, label string) *wsClient {
+	return &wsClient{url: url, label: label, seqs: map[uint64]int{}, ids: map[string]int{}}
+}
+
+// seen is a check for Eventually: the client has the action of the
+// container called name.
+func (c *wsClient) seen(name, action string) func() error {
+	return func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, ev := range c.events {
+			if ev.Actor.Attributes["name"] == name && ev.Action == action {
+				return nil
+			}
+		}
+		return fmt.Errorf("the client of %s has no %s of %s (%d events, %d connects)", c.url, action, name, len(c.events), c.connects)
+	}
+}
 
 func (c *wsClient) follow(ctx context.Context, t testing.TB) {
 	for ctx.Err() == nil {
@@ -136,31 +206,80 @@ type engineWatch struct {
 	ids map[string]events.Message
 }
 
+// watchEngine follows the engine's events for the label from a second ago
+// until ctx ends, on a goroutine that wg waits for; each is recorded under
+// the id the publisher of node gives it.
+func watchEngine(ctx context.Context, t *testing.T, cli *client.Client, node, label string, wg *sync.WaitGroup) *engineWatch {
+	truth := &engineWatch{ids: map[string]events.Message{}}
+	msgs, errs := cli.Events(ctx, events.ListOptions{
+		Since:   strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10),
+		Filters: filters.NewArgs(filters.Arg("label", LabelKey+"="+label)),
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case m := <-msgs:
+				ev := event.FromDocker(node, m)
+				truth.mu.Lock()
+				truth.ids[ev.ID] = m
+				truth.mu.Unlock()
+			case err := <-errs:
+				if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("engine events: %v", err)
+				}
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return truth
+}
+
+// checkDelivered waits until every engine event of the label has reached
+// the client, then checks that none came twice and that nothing else did
+// but the publisher's own state snapshots and dockcast events.
+func checkDelivered(t *testing.T, truth *engineWatch, c *wsClient) {
+	t.Helper()
+	testkit.Eventually(t, 2*time.Minute, func() error {
+		truth.mu.Lock()
+		defer truth.mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var missing []string
+		for id, m := range truth.ids {
+			if c.ids[id] == 0 {
+				missing = append(missing, fmt.Sprintf("%s %s", m.Action, m.Actor.Attributes["name"]))
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%d of %d engine events have not reached the client of %s: %v (gaps: %v)", len(missing), len(truth.ids), c.url, missing, c.gaps)
+		}
+		return nil
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.dupes) > 0 {
+		t.Errorf("%s: events received twice: %v", c.url, c.dupes)
+	}
+	truth.mu.Lock()
+	defer truth.mu.Unlock()
+	for _, ev := range c.events {
+		if _, ok := truth.ids[ev.ID]; !ok && ev.Action != event.ActionState && ev.Type != event.TypeDockcast {
+			t.Errorf("%s: the client got %s %s of %s, which the engine did not report", c.url, ev.Type, ev.Action, ev.Actor.Attributes["name"])
+		}
+	}
+}
+
 func TestComposeStack(t *testing.T) {
 	t.Parallel()
 	root := testkit.RepoRoot(t)
 	cli := testkit.Docker(t)
-	u := testkit.Unique("t")
-	c := &compose{t: t, root: root, project: "dockcast-test-" + strings.ToLower(u)}
 	port := testkit.FreePort(t)
 	node := testkit.Unique("stack")
-	c.env = []string{"DOCKCAST_TAG=test", "DOCKCAST_PORT=" + strconv.Itoa(port), "DOCKCAST_NODE=" + node}
-
-	// The images, built the way `make stack` builds them.
-	build := exec.Command(filepath.Join(root, "scripts", "stack-images.sh"))
-	build.Env = append(os.Environ(), "DOCKCAST_TAG=test")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("stack-images.sh: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := c.run(time.Minute, "logs", "--no-color", "--tail", "80")
-			t.Logf("--- compose logs:\n%s", out)
-		}
-		if out, err := c.run(3*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "10"); err != nil {
-			t.Errorf("compose down: %v\n%s", err, out)
-		}
-	})
+	c := newCompose(t, root, "dockcast-test", "", "DOCKCAST_PORT="+strconv.Itoa(port), "DOCKCAST_NODE="+node)
 	// Which Compose runs the stack: v2 (`docker compose`) when the Docker
 	// CLI has the plugin (scripts/test-deps.sh installs it), else v1.
 	version, err := c.run(time.Minute, "version")
@@ -193,7 +312,7 @@ func TestComposeStack(t *testing.T) {
 	}
 	// The page is served by the stack too.
 	waitHTTP(t, base+"/app.js")
-	checkHardened(t, cli, c.project)
+	checkHardened(t, cli, c.project, 3)
 
 	label := testkit.Unique("stack")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -201,55 +320,19 @@ func TestComposeStack(t *testing.T) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	// The truth: the engine's events for the label, followed live from now.
-	truth := &engineWatch{ids: map[string]events.Message{}}
-	msgs, errs := cli.Events(ctx, events.ListOptions{
-		Since:   strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10),
-		Filters: filters.NewArgs(filters.Arg("label", LabelKey+"="+label)),
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case m := <-msgs:
-				ev := event.FromDocker(node, m)
-				truth.mu.Lock()
-				truth.ids[ev.ID] = m
-				truth.mu.Unlock()
-			case err := <-errs:
-				if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-					t.Errorf("engine events: %v", err)
-				}
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	truth := watchEngine(ctx, t, cli, node, label, &wg)
 
-	client := &wsClient{url: "ws://127.0.0.1:" + strconv.Itoa(port) + "/ws", label: label, seqs: map[uint64]int{}, ids: map[string]int{}}
+	client := newWSClient("ws://127.0.0.1:"+strconv.Itoa(port)+"/ws", label)
 	wg.Add(1)
 	go func() { defer wg.Done(); client.follow(ctx, t) }()
 
 	run := func(name string, args ...string) string {
 		return testkit.RunProbe(t, cli, testkit.Probe{Name: name, Labels: map[string]string{LabelKey: label}, Args: args, Start: true})
 	}
-	seen := func(name, action string) func() error {
-		return func() error {
-			client.mu.Lock()
-			defer client.mu.Unlock()
-			for _, ev := range client.events {
-				if ev.Actor.Attributes["name"] == name && ev.Action == action {
-					return nil
-				}
-			}
-			return fmt.Errorf("the client has no %s of %s (%d events, %d connects)", action, name, len(client.events), client.connects)
-		}
-	}
 	var ids []string
 	long := testkit.Unique("dockcast-stack-long")
 	ids = append(ids, run(long, "sleep", "300s"))
-	testkit.Eventually(t, 2*time.Minute, seen(long, "start"))
+	testkit.Eventually(t, 2*time.Minute, client.seen(long, "start"))
 
 	// Each service in turn (publisher, then NATS, then the gateway, from
 	// which the client reconnects with from_seq=last+1) is stopped while
@@ -260,7 +343,7 @@ func TestComposeStack(t *testing.T) {
 		ids = append(ids, run(name, "sleep", "100ms"))
 		exited(t, cli, ids[len(ids)-1])
 		c.must("start", svc)
-		testkit.Eventually(t, 2*time.Minute, seen(name, "die"))
+		testkit.Eventually(t, 2*time.Minute, client.seen(name, "die"))
 	}
 
 	after := testkit.Unique("dockcast-stack-after")
@@ -270,40 +353,14 @@ func TestComposeStack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testkit.Eventually(t, 2*time.Minute, seen(long, "destroy"))
-	testkit.Eventually(t, 2*time.Minute, seen(after, "destroy"))
+	testkit.Eventually(t, 2*time.Minute, client.seen(long, "destroy"))
+	testkit.Eventually(t, 2*time.Minute, client.seen(after, "destroy"))
 
 	// Every engine event of the label reached the client exactly once;
 	// nothing else did but the publisher's own state snapshots.
-	testkit.Eventually(t, 2*time.Minute, func() error {
-		truth.mu.Lock()
-		defer truth.mu.Unlock()
-		client.mu.Lock()
-		defer client.mu.Unlock()
-		var missing []string
-		for id, m := range truth.ids {
-			if client.ids[id] == 0 {
-				missing = append(missing, fmt.Sprintf("%s %s", m.Action, m.Actor.Attributes["name"]))
-			}
-		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%d of %d engine events have not reached the client: %v (gaps: %v)", len(missing), len(truth.ids), missing, client.gaps)
-		}
-		return nil
-	})
+	checkDelivered(t, truth, client)
 	client.mu.Lock()
 	defer client.mu.Unlock()
-	if len(client.dupes) > 0 {
-		t.Errorf("events received twice: %v", client.dupes)
-	}
-	for _, ev := range client.events {
-		truth.mu.Lock()
-		_, ok := truth.ids[ev.ID]
-		truth.mu.Unlock()
-		if !ok && ev.Action != event.ActionState && ev.Type != event.TypeDockcast {
-			t.Errorf("the client got %s %s of %s, which the engine did not report", ev.Type, ev.Action, ev.Actor.Attributes["name"])
-		}
-	}
 	if client.connects < 2 {
 		t.Errorf("the client connected %d times: the gateway's restart should have made it reconnect", client.connects)
 	}
@@ -313,9 +370,10 @@ func TestComposeStack(t *testing.T) {
 	t.Logf("stack: %d events of %d containers through publisher, nats and gateway restarts, %d client connections", len(client.events), len(ids), client.connects)
 }
 
-// checkHardened checks every container of the project: read-only root,
-// no capabilities, no-new-privileges, restart unless-stopped, healthy.
-func checkHardened(t *testing.T, cli *client.Client, project string) {
+// checkHardened checks that the project has n containers, each with a
+// read-only root, no capabilities, no-new-privileges, restart
+// unless-stopped, and healthy.
+func checkHardened(t *testing.T, cli *client.Client, project string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	list, err := cli.ContainerList(ctx, container.ListOptions{All: true,
@@ -323,8 +381,8 @@ func checkHardened(t *testing.T, cli *client.Client, project string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 3 {
-		t.Fatalf("%d containers in project %s, want 3", len(list), project)
+	if len(list) != n {
+		t.Fatalf("%d containers in project %s, want %d", len(list), project, n)
 	}
 	for _, c := range list {
 		info, err := cli.ContainerInspect(ctx, c.ID)

@@ -29,4 +29,12 @@
 //     run, and checks that a WebSocket client resuming with from_seq gets
 //     every event of those containers exactly once; tears it all down,
 //     volumes included.
+//   - TestEdgeCompose: brings deploy/edge/centre.yml (three nats-server in
+//     domain hub, two gateways) and deploy/edge/engine.yml (a publisher in
+//     edge mode, reaching the centre's leaf ports, published on docker0,
+//     through host.docker.internal) up under their own project names and
+//     ports; a container's events reach a WebSocket client of both gateways
+//     exactly once with the engine's node, the central stream sources the
+//     node's local stream, and dockcast_publisher_leaf_connected is 1; both
+//     are torn down, volumes included.
 package e2e

@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dockcast/dockcast/shared/event"
+	"github.com/dockcast/dockcast/shared/testkit"
+	"github.com/docker/docker/api/types/container"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// bridgeAddress is the address Docker's host-gateway stands for on this
+// machine: the default bridge's, docker0's first IPv4 address.
+func bridgeAddress(t *testing.T) string {
+	t.Helper()
+	ifc, err := net.InterfaceByName("docker0")
+	if err != nil {
+		t.Fatalf("the edge compose test publishes the centre's leaf ports on the docker0 bridge (what host.docker.internal:host-gateway reaches): %v", err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		t.Fatalf("docker0's addresses: %v", err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	t.Fatalf("docker0 has no IPv4 address (%v)", addrs)
+	return ""
+}
+
+// metric reads one unlabelled sample from a Prometheus endpoint.
+func metric(url, name string) (float64, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	res, err := client.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = res.Body.Close() }()
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read %s: %w", url, err)
+	}
+	return 0, fmt.Errorf("%s: no %s", url, name)
+}
+
+// TestEdgeCompose runs the edge-mode compose files as the README tells
+// users to on one machine: deploy/edge/centre.yml (three nats-server in
+// domain hub with leaf listeners, two gateways) and deploy/edge/engine.yml
+// (a publisher whose embedded server is a leaf of the centre, reaching its
+// leaf ports through host.docker.internal). A container's events reach a
+// WebSocket client of both gateways exactly once, by way of the node's
+// local stream sourced into the central one.
+func TestEdgeCompose(t *testing.T) {
+	t.Parallel()
+	root := testkit.RepoRoot(t)
+	cli := testkit.Docker(t)
+	bridge := bridgeAddress(t)
+	leaf := []int{testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)}
+	natsPort, gw1, gw2, pubPort := testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)
+	node := testkit.Unique("edge")
+
+	// The centre: its leaf ports on the bridge only, not on every interface.
+	centre := newCompose(t, root, "dockcast-centre-test", "deploy/edge/centre.yml",
+		"DOCKCAST_LEAF_BIND="+bridge,
+		"DOCKCAST_LEAF_PORT_1="+strconv.Itoa(leaf[0]), "DOCKCAST_LEAF_PORT_2="+strconv.Itoa(leaf[1]), "DOCKCAST_LEAF_PORT_3="+strconv.Itoa(leaf[2]),
+		"DOCKCAST_NATS_PORT="+strconv.Itoa(natsPort), "DOCKCAST_PORT="+strconv.Itoa(gw1), "DOCKCAST_PORT_2="+strconv.Itoa(gw2))
+	var hub []string
+	for _, p := range leaf {
+		hub = append(hub, "nats-leaf://host.docker.internal:"+strconv.Itoa(p))
+	}
+	engine := newCompose(t, root, "dockcast-engine-test", "deploy/edge/engine.yml",
+		"DOCKCAST_HUB="+strings.Join(hub, ","), "DOCKCAST_NODE="+node, "DOCKCAST_PUBLISHER_PORT="+strconv.Itoa(pubPort))
+	centre.must("up", "-d")
+	engine.must("up", "-d")
+
+	gateways := []string{"127.0.0.1:" + strconv.Itoa(gw1), "127.0.0.1:" + strconv.Itoa(gw2)}
+	for _, gw := range gateways {
+		waitHTTP(t, "http://"+gw+"/readyz")
+	}
+	pub := "http://127.0.0.1:" + strconv.Itoa(pubPort)
+	waitHTTP(t, pub+"/readyz")
+	checkHardened(t, cli, centre.project, 5)
+	checkHardened(t, cli, engine.project, 1)
+	testkit.Eventually(t, time.Minute, func() error {
+		v, err := metric(pub+"/metrics", "dockcast_publisher_leaf_connected")
+		if err != nil {
+			return err
+		}
+		if v != 1 {
+			return fmt.Errorf("dockcast_publisher_leaf_connected is %v", v)
+		}
+		return nil
+	})
+
+	// The central stream sources the node's local stream.
+	_, js := testkit.Connect(t, "nats://127.0.0.1:"+strconv.Itoa(natsPort))
+	local := "DOCKER_EVENTS_" + node
+	testkit.Eventually(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "DOCKER_EVENTS")
+		if err != nil {
+			return fmt.Errorf("central stream: %w", err)
+		}
+		if !slices.ContainsFunc(st.CachedInfo().Config.Sources, func(s *jetstream.StreamSource) bool { return s.Name == local }) {
+			return fmt.Errorf("the central stream does not source %s: %+v", local, st.CachedInfo().Config.Sources)
+		}
+		return nil
+	})
+
+	label := testkit.Unique("edge")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	truth := watchEngine(ctx, t, cli, node, label, &wg)
+	var clients []*wsClient
+	for _, gw := range gateways {
+		c := newWSClient("ws://"+gw+"/ws", label)
+		clients = append(clients, c)
+		wg.Add(1)
+		go func() { defer wg.Done(); c.follow(ctx, t) }()
+	}
+
+	name := testkit.Unique("dockcast-edge")
+	id := testkit.RunProbe(t, cli, testkit.Probe{Name: name, Labels: map[string]string{LabelKey: label}, Args: []string{"sleep", "100ms"}, Start: true})
+	exited(t, cli, id)
+	if err := cli.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		testkit.Eventually(t, 2*time.Minute, c.seen(name, "destroy"))
+		checkDelivered(t, truth, c)
+	}
+
+	// The contract's payload, from the engine's node, as the engine told it.
+	truth.mu.Lock()
+	defer truth.mu.Unlock()
+	for _, c := range clients {
+		c.mu.Lock()
+		var actions []string
+		for _, ev := range c.events {
+			m, ok := truth.ids[ev.ID]
+			if !ok {
+				continue
+			}
+			want := event.FromDocker(node, m)
+			if ev.V != event.Version || ev.Node != node || ev.Type != want.Type || ev.Action != want.Action ||
+				ev.ActionDetail != want.ActionDetail || ev.Actor.ID != want.Actor.ID || ev.Scope != want.Scope ||
+				!ev.Time.Equal(want.Time) || ev.TimeNano != want.TimeNano ||
+				ev.Actor.Attributes["name"] != name || ev.Actor.Attributes[LabelKey] != label {
+				t.Errorf("%s: got %+v, want %+v", c.url, ev, want)
+			}
+			actions = append(actions, ev.Action)
+		}
+		for _, a := range []string{"create", "start", "die", "destroy"} {
+			if !slices.Contains(actions, a) {
+				t.Errorf("%s: no %s among %v", c.url, a, actions)
+			}
+		}
+		if len(c.gaps) > 0 {
+			t.Errorf("%s: gap frames: %v", c.url, c.gaps)
+		}
+		t.Logf("%s: %d events of node %s (%v), %d connects", c.url, len(c.events), node, actions, c.connects)
+		c.mu.Unlock()
+	}
+}
