@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ClusterOptions shape a NATSCluster; zero values take the defaults.
@@ -170,8 +174,47 @@ func (c *NATSCluster) WaitReady() {
 		if leader == "" && c.Opts.Size > 1 {
 			return errors.New("no JetStream meta leader yet")
 		}
-		return nil
+		return c.placeable()
 	})
+}
+
+// placeable creates and deletes a stream replicated on every running
+// server: a meta leader is elected before it knows every peer online, and
+// until then a replicated stream is refused ("no suitable peers for
+// placement, peer offline").
+func (c *NATSCluster) placeable() error {
+	var urls []string
+	for _, s := range c.Servers {
+		if s.Process != nil && s.Running() {
+			urls = append(urls, s.URL())
+		}
+	}
+	if c.Opts.Size <= 1 || len(urls) < 2 {
+		return nil
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.Timeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("connect to probe placement: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if c.Opts.Domain != "" {
+		js, err = jetstream.NewWithDomain(nc, c.Opts.Domain)
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	name := "TESTKIT_PLACEMENT_PROBE"
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"testkit.placement.probe"},
+		Storage: jetstream.MemoryStorage, Replicas: len(urls)}); err != nil {
+		return fmt.Errorf("a stream of %d replicas: %w", len(urls), err)
+	}
+	if err := js.DeleteStream(ctx, name); err != nil {
+		return fmt.Errorf("delete the placement probe: %w", err)
+	}
+	return nil
 }
 
 // StreamLeader returns the server that leads stream (in any account), as
