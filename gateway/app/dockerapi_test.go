@@ -220,6 +220,40 @@ func TestDockerAPI(t *testing.T) {
 	}
 }
 
+// TestDockerEventsUntilOnlyReadsTheTail: `docker events --until T` without
+// --since reads the stream from where each node's last 256 events begin,
+// not from its start: with those in the ring of recent messages, the
+// replay is one turn, served from the ring (before, it began at sequence
+// 1, which the ring no longer held, and read all 5,000 from the stream in
+// turns of at most 2,048 messages).
+func TestDockerEventsUntilOnlyReadsTheTail(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	newStream(t, js, "DTAIL", 0)
+	node := testkit.Unique("web")
+	g := startGateway(t, ns.ClientURL(), "DTAIL", nil, app.Options{RecentKept: 512})
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var evs []event.Event
+	const n = 5000
+	for i := range n {
+		ev := event.New(node, "container", "start", "", fmt.Sprintf("%064d", i), map[string]string{"name": fmt.Sprint("c", i)}, base.Add(time.Duration(i)*time.Millisecond))
+		publish(t, js, ev)
+		evs = append(evs, ev)
+	}
+	turns := metricValue(t, g, "dockcast_gateway_replay_turns_total")
+	got, err := sdkEvents(t, sdkFor(t, g, ""), events.ListOptions{Until: event.SinceArg(base.Add(time.Hour).UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := asDocker(evs[n-dockerapi.EngineMemory:]...); !reflect.DeepEqual(got, want) {
+		t.Fatalf("until only: %d events, want the last %d:\n got  %.300s\n want %.300s", len(got), len(want), summary(got), summary(want))
+	}
+	if d := metricValue(t, g, "dockcast_gateway_replay_turns_total") - turns; d != 1 {
+		t.Errorf("%v replay turns, want 1 (the tail is in the ring)", d)
+	}
+}
+
 // TestDockerEventsSlowClient: a follow-mode /events client that stops
 // reading is a slow consumer like a /ws one: once its queue overflows its
 // response ends (counted in slow_consumers_total), while a client that

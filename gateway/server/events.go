@@ -14,6 +14,7 @@ import (
 	"github.com/dockcast/dockcast/gateway/auth"
 	"github.com/dockcast/dockcast/gateway/client"
 	"github.com/dockcast/dockcast/gateway/dockerapi"
+	"github.com/dockcast/dockcast/gateway/replay"
 	"github.com/dockcast/dockcast/shared/event"
 	"github.com/dockcast/dockcast/shared/filter"
 )
@@ -62,7 +63,21 @@ func (s *Server) admitEvents(r *http.Request, q *dockerapi.Query) error {
 			}
 			a.Spec.Subjects, a.Spec.Exact = n.Subjects, n.Exact
 		}
-		a.Query.FromSeq = 1
+		// The replay starts where every node's last events begin, not at
+		// the stream's start.
+		start, err := s.deps.Replayer.TailStart(r.Context(), replay.TailSpec{
+			Subjects: a.Spec.Subjects, Patterns: a.Spec.Patterns, Exact: a.Spec.Exact,
+			Until: q.Until, N: q.Tail,
+		})
+		if err != nil {
+			if r.Context().Err() != nil {
+				a.Release()
+				return &dockerapi.Error{Status: http.StatusServiceUnavailable, Message: "request ended"}
+			}
+			s.log.Warn("events: the tail's start not found; reading the whole stream", "err", err)
+			start = 1
+		}
+		a.Query.FromSeq = start
 	case !q.Since.IsZero():
 		a.Query.Since = q.Since.Add(-SinceSlack)
 	}
