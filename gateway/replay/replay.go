@@ -220,17 +220,7 @@ func (r *Replayer) attempt(ctx context.Context, st *state) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("look up stream %s: %w", r.stream, err)
 	}
-	cfg := jetstream.ConsumerConfig{
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		InactiveThreshold: r.InactiveThreshold,
-		Replicas:          1,
-	}
-	if subs := st.c.Spec.Subjects; len(subs) == 1 {
-		cfg.FilterSubject = subs[0]
-	} else {
-		cfg.FilterSubjects = subs
-	}
+	cfg := r.consumerConfig(st.c.Spec.Subjects)
 	if st.next > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, st.next
 	} else {
@@ -241,13 +231,7 @@ func (r *Replayer) attempt(ctx context.Context, st *state) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("create replay consumer: %w", err)
 	}
-	defer func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer dcancel()
-		if err := stream.DeleteConsumer(dctx, cons.CachedInfo().Name); err != nil {
-			r.log.Debug("delete replay consumer", "consumer", cons.CachedInfo().Name, "err", err)
-		}
-	}()
+	defer r.deleteConsumer(stream, cons)
 	if st.next == 0 {
 		// A consumer by start time begins at the first message stored at
 		// or after since, whatever its subject: from here on the replay
@@ -291,6 +275,33 @@ func (r *Replayer) attempt(ctx context.Context, st *state) (bool, error) {
 		if ctx.Err() != nil {
 			return false, client.ErrClosed
 		}
+	}
+}
+
+// consumerConfig is the ephemeral consumer a replay reads the subjects
+// with (its start left to the caller).
+func (r *Replayer) consumerConfig(subjects []string) jetstream.ConsumerConfig {
+	cfg := jetstream.ConsumerConfig{
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: r.InactiveThreshold,
+		Replicas:          1,
+	}
+	if len(subjects) == 1 {
+		cfg.FilterSubject = subjects[0]
+	} else {
+		cfg.FilterSubjects = subjects
+	}
+	return cfg
+}
+
+// deleteConsumer deletes a replay's consumer once read; one it could not
+// delete the server removes after InactiveThreshold.
+func (r *Replayer) deleteConsumer(stream jetstream.Stream, cons jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stream.DeleteConsumer(ctx, cons.CachedInfo().Name); err != nil {
+		r.log.Debug("delete replay consumer", "consumer", cons.CachedInfo().Name, "err", err)
 	}
 }
 

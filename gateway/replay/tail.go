@@ -138,30 +138,13 @@ func tailDone(nodes map[string]*tailNode, n int) bool {
 // read to nodes: a window read later is older, so its events only fill a
 // node's tail up to spec.N.
 func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec TailSpec, lo, hi uint64, nodes map[string]*tailNode) error {
-	cfg := jetstream.ConsumerConfig{
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		InactiveThreshold: r.InactiveThreshold,
-		Replicas:          1,
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       lo,
-	}
-	if len(spec.Subjects) == 1 {
-		cfg.FilterSubject = spec.Subjects[0]
-	} else {
-		cfg.FilterSubjects = spec.Subjects
-	}
+	cfg := r.consumerConfig(spec.Subjects)
+	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, lo
 	cons, err := stream.CreateConsumer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("create tail consumer: %w", err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := stream.DeleteConsumer(dctx, cons.CachedInfo().Name); err != nil {
-			r.log.Debug("delete tail consumer", "consumer", cons.CachedInfo().Name, "err", err)
-		}
-	}()
+	defer r.deleteConsumer(stream, cons)
 	// This window's engine events by Until, per node, the last ones.
 	window := map[*tailNode][]uint64{}
 	until := spec.Until.UnixNano()
