@@ -164,14 +164,17 @@ func TestClusterLeaderKilledTwice(t *testing.T) {
 	}
 	defer fnc.Close()
 	fjs, _ := jetstream.New(fnc)
-	fs, err := fjs.Stream(fctx, "DOCKER_EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc, err := fs.OrderedConsumer(fctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.Node(p.Node)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The stream is new: its replicas may still be electing a leader, and
+	// the consumer waits for one (one try may time out under load).
+	var fc jetstream.Consumer
+	testkit.Eventually(t, time.Minute, func() error {
+		fs, err := fjs.Stream(fctx, "DOCKER_EVENTS")
+		if err != nil {
+			return err
+		}
+		fc, err = fs.OrderedConsumer(fctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject.Node(p.Node)}})
+		return err
+	})
 	cc, err := fc.Consume(func(m jetstream.Msg) {
 		if ev, err := event.Decode(m.Data()); err == nil {
 			fmu.Lock()
