@@ -225,12 +225,16 @@ type follower struct {
 
 func follow(t *testing.T, js jetstream.JetStream) *follower {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := js.OrderedConsumer(ctx, "DOCKER_EVENTS", jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A replicated stream just made may still elect its leader, which the
+	// consumer waits for: one try may time out under load.
+	var c jetstream.Consumer
+	testkit.Eventually(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		c, err = js.OrderedConsumer(ctx, "DOCKER_EVENTS", jetstream.OrderedConsumerConfig{})
+		return err
+	})
 	f := &follower{}
 	cc, err := c.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
