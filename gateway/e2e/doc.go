@@ -35,6 +35,9 @@
 //     through host.docker.internal) up under their own project names and
 //     ports; a container's events reach a WebSocket client of both gateways
 //     exactly once with the engine's node, the central stream sources the
-//     node's local stream, and dockcast_publisher_leaf_connected is 1; both
-//     are torn down, volumes included.
+//     node's local stream, and dockcast_publisher_leaf_connected is 1. Then
+//     the leaf link is cut (the centre's three servers and one gateway
+//     stopped) while containers come and go: the source lag grows, and once
+//     the centre is back both clients (one resuming with from_seq) get every
+//     event exactly once. Both projects are torn down, volumes included.
 package e2e

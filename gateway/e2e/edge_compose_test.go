@@ -114,7 +114,7 @@ func TestEdgeCompose(t *testing.T) {
 	})
 
 	// The central stream sources the node's local stream.
-	_, js := testkit.Connect(t, "nats://127.0.0.1:"+strconv.Itoa(natsPort))
+	nc, js := testkit.Connect(t, "nats://127.0.0.1:"+strconv.Itoa(natsPort))
 	local := "DOCKER_EVENTS_" + node
 	testkit.Eventually(t, time.Minute, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -128,6 +128,7 @@ func TestEdgeCompose(t *testing.T) {
 		}
 		return nil
 	})
+	nc.Close() // the centre is stopped below: no reconnect loop meanwhile
 
 	label := testkit.Unique("edge")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -142,46 +143,117 @@ func TestEdgeCompose(t *testing.T) {
 		go func() { defer wg.Done(); c.follow(ctx, t) }()
 	}
 
-	name := testkit.Unique("dockcast-edge")
-	id := testkit.RunProbe(t, cli, testkit.Probe{Name: name, Labels: map[string]string{LabelKey: label}, Args: []string{"sleep", "100ms"}, Start: true})
-	exited(t, cli, id)
-	if err := cli.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true}); err != nil {
-		t.Fatal(err)
+	run := func(name string) {
+		t.Helper()
+		id := testkit.RunProbe(t, cli, testkit.Probe{Name: name, Labels: map[string]string{LabelKey: label}, Args: []string{"sleep", "100ms"}, Start: true})
+		exited(t, cli, id)
+		if err := cli.ContainerRemove(context.Background(), id, container.RemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	names := []string{testkit.Unique("dockcast-edge")}
+	run(names[0])
 	for _, c := range clients {
-		testkit.Eventually(t, 2*time.Minute, c.seen(name, "destroy"))
+		testkit.Eventually(t, 2*time.Minute, c.seen(names[0], "destroy"))
 		checkDelivered(t, truth, c)
 	}
+
+	// The leaf link cut: the centre's three servers stopped (the leaf sees
+	// its connection closed), and the second gateway with them, so that its
+	// client has to come back with from_seq. Containers come and go
+	// meanwhile; their events are stored in the node's local stream (the
+	// sourcing lag grows by at least as many), and when the centre is back
+	// the central stream catches up: both clients get each event exactly
+	// once.
+	gauge := func(name string, ok func(float64) bool) func() error {
+		return func() error {
+			v, err := metric(pub+"/metrics", name)
+			if err != nil {
+				return err
+			}
+			if !ok(v) {
+				return fmt.Errorf("%s is %v", name, v)
+			}
+			return nil
+		}
+	}
+	lag := `dockcast_publisher_source_lag{node="` + node + `"}`
+	centre.must("stop", "--timeout", "10", "gateway-2", "nats-1", "nats-2", "nats-3")
+	testkit.Eventually(t, time.Minute, gauge("dockcast_publisher_leaf_connected", func(v float64) bool { return v == 0 }))
+	cut := []string{testkit.Unique("dockcast-edge-cut"), testkit.Unique("dockcast-edge-cut")}
+	for _, name := range cut {
+		run(name)
+	}
+	names = append(names, cut...)
+	stored := func() int { // the engine's events of the cut containers
+		truth.mu.Lock()
+		defer truth.mu.Unlock()
+		n := 0
+		for _, m := range truth.ids {
+			if slices.Contains(cut, m.Actor.Attributes["name"]) {
+				n++
+			}
+		}
+		return n
+	}
+	testkit.Eventually(t, time.Minute, func() error {
+		if n := stored(); n < 4*len(cut) {
+			return fmt.Errorf("the engine reported %d events of the containers run during the cut", n)
+		}
+		return nil
+	})
+	want := stored()
+	testkit.Eventually(t, time.Minute, gauge(lag, func(v float64) bool { return v >= float64(want) }))
+	back := time.Now()
+	centre.must("start", "nats-1", "nats-2", "nats-3")
+	centre.must("start", "gateway-2")
+	for _, c := range clients {
+		for _, name := range cut {
+			testkit.Eventually(t, 2*time.Minute, c.seen(name, "destroy"))
+		}
+		checkDelivered(t, truth, c)
+	}
+	testkit.Eventually(t, time.Minute, gauge("dockcast_publisher_leaf_connected", func(v float64) bool { return v == 1 }))
+	testkit.Eventually(t, time.Minute, gauge(lag, func(v float64) bool { return v == 0 }))
+	t.Logf("the centre was back and had copied the cut's events to both clients %v after its start", time.Since(back).Round(100*time.Millisecond))
+	clients[1].mu.Lock()
+	if clients[1].connects < 2 {
+		t.Errorf("%s: connected %d times: the gateway's stop should have made it resume with from_seq", clients[1].url, clients[1].connects)
+	}
+	clients[1].mu.Unlock()
 
 	// The contract's payload, from the engine's node, as the engine told it.
 	truth.mu.Lock()
 	defer truth.mu.Unlock()
 	for _, c := range clients {
 		c.mu.Lock()
-		var actions []string
+		actions := map[string][]string{}
 		for _, ev := range c.events {
 			m, ok := truth.ids[ev.ID]
 			if !ok {
 				continue
 			}
 			want := event.FromDocker(node, m)
+			name := ev.Actor.Attributes["name"]
 			if ev.V != event.Version || ev.Node != node || ev.Type != want.Type || ev.Action != want.Action ||
 				ev.ActionDetail != want.ActionDetail || ev.Actor.ID != want.Actor.ID || ev.Scope != want.Scope ||
 				!ev.Time.Equal(want.Time) || ev.TimeNano != want.TimeNano ||
-				ev.Actor.Attributes["name"] != name || ev.Actor.Attributes[LabelKey] != label {
+				!slices.Contains(names, name) || ev.Actor.Attributes[LabelKey] != label {
 				t.Errorf("%s: got %+v, want %+v", c.url, ev, want)
 			}
-			actions = append(actions, ev.Action)
+			actions[name] = append(actions[name], ev.Action)
 		}
-		for _, a := range []string{"create", "start", "die", "destroy"} {
-			if !slices.Contains(actions, a) {
-				t.Errorf("%s: no %s among %v", c.url, a, actions)
+		for _, name := range names {
+			for _, a := range []string{"create", "start", "die", "destroy"} {
+				if !slices.Contains(actions[name], a) {
+					t.Errorf("%s: no %s of %s among %v", c.url, a, name, actions[name])
+				}
 			}
 		}
 		if len(c.gaps) > 0 {
 			t.Errorf("%s: gap frames: %v", c.url, c.gaps)
 		}
-		t.Logf("%s: %d events of node %s (%v), %d connects", c.url, len(c.events), node, actions, c.connects)
+		t.Logf("%s: %d events of node %s from %d containers (%d during the cut), %d connects", c.url, len(c.events), node, len(names), len(cut), c.connects)
 		c.mu.Unlock()
 	}
 }
