@@ -86,8 +86,9 @@ type App struct {
 	// (DefaultHubWait), HubReconnect is the leaf's wait between attempts to
 	// reach the hub (1 s), CentreEvery how often the node's source in the
 	// central stream is checked (DefaultCentreEvery), LagEvery how often
-	// the sourcing lag is read (DefaultLagEvery).
-	HubWait, HubReconnect, CentreEvery, LagEvery time.Duration
+	// the sourcing lag is read (DefaultLagEvery), HubPing how often a
+	// silent leaf link is pinged (embedded.DefaultLeafPing).
+	HubWait, HubReconnect, CentreEvery, LagEvery, HubPing time.Duration
 
 	Metrics *metrics.Metrics // set by Run
 	Queue   *queue.Queue     // set by Run: the queue the Docker reader fills

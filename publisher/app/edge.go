@@ -84,7 +84,7 @@ func (a *App) startEdgeServer(node string) (*embedded.Server, error) {
 	ns, err := embedded.StartEdge(
 		embedded.Options{Host: host, Port: port, StoreDir: cfg.DataDir, Sync: cfg.SyncInterval(), Logger: a.Log},
 		embedded.Edge{Node: node, Hub: hub, Creds: cfg.HubCreds, CA: cfg.HubCA, Cert: cfg.HubCert, Key: cfg.HubKey,
-			Sync: cfg.SyncInterval(), ReconnectInterval: a.HubReconnect})
+			Sync: cfg.SyncInterval(), ReconnectInterval: a.HubReconnect, PingInterval: a.HubPing})
 	if err != nil {
 		return nil, fmt.Errorf("start embedded nats (edge mode) on %s: %w", cfg.EmbeddedNATS, err)
 	}

@@ -58,6 +58,14 @@ func (c *centre) cut() {
 	}
 }
 
+// silence loses everything on the leaf links both ways without closing
+// them.
+func (c *centre) silence() {
+	for _, p := range c.proxies {
+		p.Silence()
+	}
+}
+
 func (c *centre) restore() {
 	for _, p := range c.proxies {
 		p.Restore()
@@ -432,6 +440,43 @@ func readStatus(t *testing.T, js jetstream.JetStream, node string) status.Status
 		return err
 	})
 	return st
+}
+
+// A leaf link cut silently (nothing closes it: a cable pulled, a NAT
+// mapping dropped) is noticed by the leaf's pings, not after nats-server's
+// default of minutes: leaf_connected goes to 0, the events of the cut are
+// stored on the node, and once the link is back the centre holds every
+// event once, in engine order.
+func TestEdgeSilentCutIsNoticed(t *testing.T) {
+	c := startCentre(t)
+	e := testkit.StartFakeEngine(t, testkit.FakeEngineOptions{})
+	p := startPub(t, edgeVars(t, c, "edge_silent", e.Host), func(a *app.App) {
+		edgeTune(a)
+		a.HubPing = 500 * time.Millisecond
+	})
+	p.WaitReady()
+	leaf := func(want float64) func() error {
+		return func() error {
+			v, err := p.metric("dockcast_publisher_leaf_connected")
+			if err == nil && v != want {
+				err = fmt.Errorf("leaf_connected %v, want %v", v, want)
+			}
+			return err
+		}
+	}
+	testkit.Eventually(t, time.Minute, leaf(1))
+	e.Emit(containerEvent(0))
+	waitHistory(t, c.js, e, "edge_silent", time.Minute)
+
+	c.silence()
+	for i := 1; i <= 20; i++ {
+		e.Emit(containerEvent(i))
+	}
+	// 3 pings of 0.5 s unanswered; nats-server's default would be 2 min × 2.
+	testkit.Eventually(t, 30*time.Second, leaf(0))
+	c.restore()
+	testkit.Eventually(t, time.Minute, leaf(1))
+	waitHistory(t, c.js, e, "edge_silent", 2*time.Minute)
 }
 
 // A second edge publisher for a node another one holds refuses to start

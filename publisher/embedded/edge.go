@@ -39,7 +39,23 @@ type Edge struct {
 	// ReconnectInterval is the wait between attempts to reach the hub
 	// (default 1 s, nats-server's).
 	ReconnectInterval time.Duration
+	// PingInterval is how often the server pings a silent connection, the
+	// leaf link's too (default DefaultLeafPing); after LeafPingsOut
+	// unanswered pings the link is taken for dead and dialled again.
+	PingInterval time.Duration
 }
+
+// DefaultLeafPing and LeafPingsOut make a silent cut of the leaf link (a
+// cable pulled, a NAT mapping dropped: nothing closes the connection)
+// noticed within about a minute, not nats-server's 2 min × 2 pings out:
+// until then the link looks up (dockcast_publisher_leaf_connected 1) and,
+// when the network is back by another way, nothing flows over the dead
+// connection. The hub closes its end when the leaf dials again (it takes
+// the newer of two connections of the same leaf).
+const (
+	DefaultLeafPing = 15 * time.Second
+	LeafPingsOut    = 3
+)
 
 // EdgeSubjects are the subjects the leaf link never carries in either
 // direction: an edge node's events reach the centre only by sourcing
@@ -96,6 +112,10 @@ func edgeOptions(o Options, e Edge) (*server.Options, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
+	ping := e.PingInterval
+	if ping <= 0 {
+		ping = DefaultLeafPing
+	}
 	return &server.Options{
 		ServerName:      "dockcast-" + e.Node,
 		Host:            o.Host,
@@ -106,6 +126,8 @@ func edgeOptions(o Options, e Edge) (*server.Options, error) {
 		SyncInterval:    e.Sync,
 		SyncAlways:      e.Sync <= 0,
 		NoSigs:          true,
+		PingInterval:    ping,
+		MaxPingsOut:     LeafPingsOut,
 		LeafNode: server.LeafNodeOpts{
 			ReconnectInterval: e.ReconnectInterval,
 			Remotes:           []*server.RemoteLeafOpts{remote},

@@ -79,6 +79,11 @@ func TestEdgeOptionsLeafRemoteDomainAndSync(t *testing.T) {
 	if !always.SyncAlways || always.LeafNode.Remotes[0].TLS {
 		t.Fatalf("default sync always=%v, tls=%v", always.SyncAlways, always.LeafNode.Remotes[0].TLS)
 	}
+	// A silent leaf link is noticed within about a minute (publisher/app
+	// TestEdgeSilentCutIsNoticed shows it with shorter pings).
+	if always.PingInterval != DefaultLeafPing || always.MaxPingsOut != LeafPingsOut || so.PingInterval != DefaultLeafPing {
+		t.Fatalf("pings every %v, %d out; want %v, %d", always.PingInterval, always.MaxPingsOut, DefaultLeafPing, LeafPingsOut)
+	}
 }
 
 func TestStartEdgeAppliesSync(t *testing.T) {

@@ -14,7 +14,8 @@ import (
 // accepts again, and DropReplies discards what the target sends while still
 // forwarding what the client sends (a link that loses the server's
 // acknowledgements: the server keeps storing what it receives, the client
-// never hears back).
+// never hears back). Silence loses everything both ways and closes nothing
+// (a cable pulled, a NAT mapping gone: only timeouts tell).
 type Proxy struct {
 	// Addr is where clients connect: host:port (TCP) or a socket path (unix).
 	Addr            string
@@ -24,6 +25,8 @@ type Proxy struct {
 	mu      sync.Mutex
 	cut     bool
 	drop    bool
+	silent  bool
+	held    []net.Conn // accepted while silent: never forwarded
 	conns   map[net.Conn]struct{}
 	wg      sync.WaitGroup
 	accepts int
@@ -81,8 +84,14 @@ func (p *Proxy) accept() {
 		}
 		p.mu.Lock()
 		p.accepts++
-		cut := p.cut
+		cut, silent := p.cut, p.silent
+		if silent {
+			p.held = append(p.held, c)
+		}
 		p.mu.Unlock()
+		if silent {
+			continue // the handshake goes unanswered
+		}
 		if cut {
 			_ = c.Close()
 			continue
@@ -114,7 +123,7 @@ func (p *Proxy) pipe(dst, src net.Conn, replies bool) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			drop := replies && p.drop
+			drop := replies && p.drop || p.silent
 			p.mu.Unlock()
 			if !drop {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -144,10 +153,31 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Restore accepts connections again and forwards replies again.
+// Restore accepts connections again and forwards replies again, and
+// after Silence forwards both ways again; connections accepted while
+// silent, never forwarded, are closed.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.cut, p.drop = false, false
+	p.cut, p.drop, p.silent = false, false, false
+	p.mu.Unlock()
+	p.closeHeld()
+}
+
+func (p *Proxy) closeHeld() {
+	p.mu.Lock()
+	held := p.held
+	p.held = nil
+	p.mu.Unlock()
+	for _, c := range held {
+		_ = c.Close()
+	}
+}
+
+// Silence discards everything sent either way on the open connections,
+// closing none, and holds new ones unanswered, until Restore.
+func (p *Proxy) Silence() {
+	p.mu.Lock()
+	p.silent = true
 	p.mu.Unlock()
 }
 
@@ -177,5 +207,6 @@ func (p *Proxy) Accepts() int {
 func (p *Proxy) Close() {
 	_ = p.ln.Close()
 	p.Cut()
+	p.closeHeld()
 	p.wg.Wait()
 }
