@@ -204,6 +204,16 @@ func (r *Replayer) acquire(ctx context.Context) error {
 	}
 }
 
+// inSlot runs fn in a replay slot: JetStream reads beyond a replay's turns
+// (TailStart's) wait for one as the turns do.
+func (r *Replayer) inSlot(ctx context.Context, fn func() error) error {
+	if err := r.acquire(ctx); err != nil {
+		return err
+	}
+	defer func() { <-r.sem }()
+	return fn()
+}
+
 // errLost ends a replay whose client was closed (replay_lost, stream_reset).
 var errLost = fmt.Errorf("replay ended the client: %w", client.ErrClosed)
 

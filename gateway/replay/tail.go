@@ -15,12 +15,13 @@ import (
 )
 
 // tailWindow is the first window TailStart reads back from the stream's
-// end, per node it covers; each further window is tailGrowth times the
-// one before.
+// end, per node it covers and per event it looks for; each further window
+// is tailGrowth times the one before, up to tailMaxWindow messages.
 const (
-	tailWindow = 4
-	tailGrowth = 4
-	tailFetch  = 1024
+	tailWindow    = 4
+	tailGrowth    = 4
+	tailMaxWindow = 1 << 16
+	tailFetch     = 1024
 )
 
 // TailSpec is what TailStart looks for: the last N engine events of every
@@ -60,52 +61,59 @@ type tailNode struct {
 // (without since) may start from and still hold, for every node, its
 // last spec.N engine events (in stream order) whose event time is at or
 // before spec.Until: the history an engine's memory would hold. It reads
-// the stream back from its end in growing windows until every node the
-// client's subjects cover has spec.N such events after the start or has
-// been read entirely, so that the replay from there no longer reads what
-// lies before. It takes a replay slot while it reads.
+// the stream back from its end in growing windows (at most tailMaxWindow
+// messages each, each in a replay slot of its own, as a replay's turns)
+// until every node the client's subjects cover has spec.N such events
+// after the start or has been read entirely, so that the replay from there
+// no longer reads what lies before.
 func (r *Replayer) TailStart(ctx context.Context, spec TailSpec) (uint64, error) {
-	if err := r.acquire(ctx); err != nil {
+	var (
+		stream      jetstream.Stream
+		first, last uint64
+		nodes       = map[string]*tailNode{}
+	)
+	err := r.inSlot(ctx, func() error {
+		var err error
+		if stream, err = r.js.Stream(ctx, r.stream); err != nil {
+			return fmt.Errorf("look up stream %s: %w", r.stream, err)
+		}
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject.All))
+		if err != nil {
+			return fmt.Errorf("stream %s subjects: %w", r.stream, err)
+		}
+		first, last = max(info.State.FirstSeq, 1), info.State.LastSeq
+		for subj, n := range info.State.Subjects {
+			p, ok := subject.Parse(subj)
+			if !ok || !spec.reads(subj) {
+				continue
+			}
+			nd := nodes[p.Node]
+			if nd == nil {
+				nd = &tailNode{}
+				nodes[p.Node] = nd
+			}
+			nd.total += n
+		}
+		return nil
+	})
+	if err != nil {
 		return 0, err
-	}
-	defer func() { <-r.sem }()
-	stream, err := r.js.Stream(ctx, r.stream)
-	if err != nil {
-		return 0, fmt.Errorf("look up stream %s: %w", r.stream, err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject.All))
-	if err != nil {
-		return 0, fmt.Errorf("stream %s subjects: %w", r.stream, err)
-	}
-	first, last := max(info.State.FirstSeq, 1), info.State.LastSeq
-	nodes := map[string]*tailNode{}
-	for subj, n := range info.State.Subjects {
-		p, ok := subject.Parse(subj)
-		if !ok || !spec.reads(subj) {
-			continue
-		}
-		nd := nodes[p.Node]
-		if nd == nil {
-			nd = &tailNode{}
-			nodes[p.Node] = nd
-		}
-		nd.total += n
 	}
 	if len(nodes) == 0 || last < first {
 		return first, nil
 	}
 	hi := last + 1
-	window := uint64(max(spec.N, 1)) * uint64(len(nodes)) * tailWindow
+	window := min(uint64(max(spec.N, 1))*uint64(len(nodes))*tailWindow, tailMaxWindow)
 	for hi > first {
 		lo := first
 		if hi-first > window {
 			lo = hi - window
 		}
-		if err := r.tailScan(ctx, stream, spec, lo, hi, nodes); err != nil {
+		if err := r.inSlot(ctx, func() error { return r.tailScan(ctx, stream, spec, lo, hi, nodes) }); err != nil {
 			return 0, err
 		}
 		hi = lo
-		window *= tailGrowth
+		window = min(window*tailGrowth, tailMaxWindow)
 		if tailDone(nodes, spec.N) {
 			break
 		}
