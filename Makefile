@@ -36,6 +36,7 @@ bench: test-deps build bench-tools
 	cd publisher && $(GO) test -run '^$$' -bench DockerRunToStream -benchtime $(if $(Q),5x,30x) ./app/
 	cd gateway && $(GO) build -o $(BIN)/fanbench ./cmd/fanbench
 	BENCH_QUICK=$(BENCH_QUICK) $(BIN)/fanbench
+	cd gateway && $(GO) test -run '^$$' -bench DockerEventsUntilOnly -benchtime $(if $(Q),1x,5x) ./app/
 	cd gateway && $(GO) test -run '^$$' -bench Page -benchtime 1x -timeout 15m ./e2e/
 	cd gateway && DOCKCAST_SCREENSHOT=1 $(GO) test -count=1 -run TestPageScreenshot ./e2e/
 	cd publisher && BENCH_QUICK=$(Q) $(GO) test -run '^$$' -bench Sourcing -benchtime 1x -timeout 60m ./embedded/

@@ -32,6 +32,10 @@ type Replayer struct {
 	// replays waiting for one and queues up again.
 	TurnMessages int
 	TurnBytes    int
+	// TailWindow is the most messages TailStart reads back from the
+	// stream's end on a client's subjects before it reads the nodes not
+	// done yet on their own (default 65,536).
+	TailWindow int
 	// StreamOnly makes every replay read the stream, also what the live
 	// feed's ring of recent messages holds (tests of the stream's path).
 	StreamOnly bool
@@ -63,7 +67,7 @@ func New(js jetstream.JetStream, stream string, h *hub.Hub, concurrency int, log
 	}
 	return &Replayer{
 		Batch: 256, FetchWait: 2 * time.Second, RetryWait: 250 * time.Millisecond, InactiveThreshold: 30 * time.Second,
-		TurnMessages: 2048, TurnBytes: 2 << 20,
+		TurnMessages: 2048, TurnBytes: 2 << 20, TailWindow: 1 << 16,
 		js: js, stream: stream, hub: h, log: log.With("component", "replay"), metrics: m,
 		sem: make(chan struct{}, concurrency),
 	}

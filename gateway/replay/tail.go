@@ -1,9 +1,11 @@
 package replay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,12 +18,12 @@ import (
 
 // tailWindow is the first window TailStart reads back from the stream's
 // end, per node it covers and per event it looks for; each further window
-// is tailGrowth times the one before, up to tailMaxWindow messages.
+// is tailGrowth times the one before (up to Replayer.TailWindow messages
+// on the client's subjects).
 const (
-	tailWindow    = 4
-	tailGrowth    = 4
-	tailMaxWindow = 1 << 16
-	tailFetch     = 1024
+	tailWindow = 4
+	tailGrowth = 4
+	tailFetch  = 1024
 )
 
 // TailSpec is what TailStart looks for: the last N engine events of every
@@ -55,18 +57,54 @@ type tailNode struct {
 	first uint64 // the first sequence read
 	have  int    // engine events by Until read, up to N
 	nth   uint64 // the earliest of those
+	// early, for a node read on its own subjects: what it read by Until,
+	// in stream order (TailPlan.Early).
+	early []TailMessage
 }
 
-// TailStart is the sequence a replay for `docker events --until T`
-// (without since) may start from and still hold, for every node, its
-// last spec.N engine events (in stream order) whose event time is at or
-// before spec.Until: the history an engine's memory would hold. It reads
-// the stream back from its end in growing windows (at most tailMaxWindow
-// messages each, each in a replay slot of its own, as a replay's turns)
-// until every node the client's subjects cover has spec.N such events
-// after the start or has been read entirely, so that the replay from there
-// no longer reads what lies before.
-func (r *Replayer) TailStart(ctx context.Context, spec TailSpec) (uint64, error) {
+func (nd *tailNode) done(n int) bool { return nd.have >= n || nd.seen >= nd.total }
+
+// start is where the node's tail begins.
+func (nd *tailNode) start(n int) uint64 {
+	if nd.have >= n {
+		return nd.nth
+	}
+	return nd.first
+}
+
+// TailPlan is how to serve `docker events --until T` without since: a
+// replay from Start, after Early.
+type TailPlan struct {
+	// Start is where the replay begins.
+	Start uint64
+	// Early holds, in stream order, what the replay would have read
+	// before Start of the nodes whose tail begins there: nodes with few
+	// or old events, read on their own subjects, so that the replay does
+	// not read everything since their first event.
+	Early []TailMessage
+}
+
+// TailMessage is one message of TailPlan.Early.
+type TailMessage struct {
+	Seq     uint64
+	Subject string
+	Event   event.Event
+}
+
+// TailStart plans a replay for `docker events --until T` (without since)
+// that holds, for every node, its last spec.N engine events (in stream
+// order) whose event time is at or before spec.Until: the history an
+// engine's memory would hold, without reading the stream from its start.
+// It reads the stream back from its end on the client's subjects, in
+// growing windows, while a node not done yet has many messages left (more
+// than 4 × spec.N) and at most Replayer.TailWindow messages are read; the
+// replay starts there. A node not done by then is read on its own
+// subjects, back from that start (at once if it has few messages left,
+// else in growing windows), and its messages before the start are
+// TailPlan.Early.
+// Each window is read in a replay slot of its own, as a replay's turns
+// are.
+func (r *Replayer) TailStart(ctx context.Context, spec TailSpec) (TailPlan, error) {
 	var (
 		stream      jetstream.Stream
 		first, last uint64
@@ -96,57 +134,89 @@ func (r *Replayer) TailStart(ctx context.Context, spec TailSpec) (uint64, error)
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, err
+	if err != nil || len(nodes) == 0 || last < first {
+		return TailPlan{Start: first}, err
 	}
-	if len(nodes) == 0 || last < first {
-		return first, nil
+	n := max(spec.N, 1)
+	// All the client's subjects at once, back from the end.
+	hi, read := last+1, uint64(0)
+	most := uint64(max(r.TailWindow, 1))
+	window := min(uint64(n)*uint64(len(nodes))*tailWindow, most)
+	for hi > first && read < most && tailWider(nodes, n) {
+		lo := hi - min(window, hi-first)
+		if err := r.inSlot(ctx, func() error { return r.tailScan(ctx, stream, spec, spec.Subjects, lo, hi, nodes, nil) }); err != nil {
+			return TailPlan{}, err
+		}
+		read += hi - lo
+		hi, window = lo, min(window*tailGrowth, most)
 	}
-	hi := last + 1
-	window := min(uint64(max(spec.N, 1))*uint64(len(nodes))*tailWindow, tailMaxWindow)
-	for hi > first {
-		lo := first
-		if hi-first > window {
-			lo = hi - window
+	plan := TailPlan{Start: hi}
+	if tailDone(nodes, n) {
+		plan.Start = last + 1
+		for _, nd := range nodes {
+			if nd.seen > 0 {
+				plan.Start = min(plan.Start, nd.start(n))
+			}
 		}
-		if err := r.inSlot(ctx, func() error { return r.tailScan(ctx, stream, spec, lo, hi, nodes) }); err != nil {
-			return 0, err
-		}
-		hi = lo
-		window = min(window*tailGrowth, tailMaxWindow)
-		if tailDone(nodes, spec.N) {
-			break
-		}
+		plan.Start = max(plan.Start, first)
+		return plan, nil
 	}
-	start := last + 1
+	// Each node not done on its own subjects, back from the start.
+	for node, nd := range nodes {
+		h := hi
+		w := uint64(n) * tailWindow
+		if nd.total-nd.seen <= w {
+			w = h - first // few messages left: at once
+		}
+		for h > first && !nd.done(n) {
+			lo := h - min(w, h-first)
+			one := map[string]*tailNode{node: nd}
+			if err := r.inSlot(ctx, func() error {
+				return r.tailScan(ctx, stream, spec, []string{subject.Node(node)}, lo, h, one, nd)
+			}); err != nil {
+				return TailPlan{}, err
+			}
+			h, w = lo, w*tailGrowth
+		}
+		from := nd.start(n)
+		for _, m := range nd.early {
+			if m.Seq >= from {
+				plan.Early = append(plan.Early, m)
+			}
+		}
+		nd.early = nil
+	}
+	slices.SortFunc(plan.Early, func(a, b TailMessage) int { return cmp.Compare(a.Seq, b.Seq) })
+	return plan, nil
+}
+
+// tailWider reports whether a node not done has more messages left than
+// it would cost to read on its own subjects at once: then another window
+// on all subjects pays.
+func tailWider(nodes map[string]*tailNode, n int) bool {
 	for _, nd := range nodes {
-		switch {
-		case nd.have >= spec.N:
-			start = min(start, nd.nth)
-		case nd.seen > 0:
-			start = min(start, nd.first)
+		if !nd.done(n) && nd.total-nd.seen > uint64(n)*tailWindow {
+			return true
 		}
 	}
-	if hi <= first && !tailDone(nodes, spec.N) {
-		start = first // messages removed while it read: everything left
-	}
-	return max(start, first), nil
+	return false
 }
 
 func tailDone(nodes map[string]*tailNode, n int) bool {
 	for _, nd := range nodes {
-		if nd.have < n && nd.seen < nd.total {
+		if !nd.done(n) {
 			return false
 		}
 	}
 	return true
 }
 
-// tailScan reads the client's subjects from lo to hi-1 and adds what it
-// read to nodes: a window read later is older, so its events only fill a
-// node's tail up to spec.N.
-func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec TailSpec, lo, hi uint64, nodes map[string]*tailNode) error {
-	cfg := r.consumerConfig(spec.Subjects)
+// tailScan reads subjects from lo to hi-1 and adds what it read to nodes:
+// a window read later is older, so its events only fill a node's tail up
+// to spec.N. With keep, the node's messages by Until it read are added
+// before the ones kept from later windows.
+func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec TailSpec, subjects []string, lo, hi uint64, nodes map[string]*tailNode, keep *tailNode) error {
+	cfg := r.consumerConfig(subjects)
 	cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, lo
 	cons, err := stream.CreateConsumer(ctx, cfg)
 	if err != nil {
@@ -155,6 +225,7 @@ func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec T
 	defer r.deleteConsumer(stream, cons)
 	// This window's engine events by Until, per node, the last ones.
 	window := map[*tailNode][]uint64{}
+	var kept []TailMessage
 	until := spec.Until.UnixNano()
 	pending := cons.CachedInfo().NumPending
 	for pending > 0 {
@@ -162,9 +233,9 @@ func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec T
 		if err != nil {
 			return fmt.Errorf("tail fetch: %w", err)
 		}
-		n := 0
+		got := 0
 		for msg := range batch.Messages() {
-			n++
+			got++
 			meta, err := msg.Metadata()
 			if err != nil {
 				return fmt.Errorf("tail message metadata: %w", err)
@@ -175,7 +246,31 @@ func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec T
 				pending = 0
 				break
 			}
-			tailCount(spec, nodes, window, seq, msg, until)
+			p, ok := subject.Parse(msg.Subject())
+			nd := nodes[p.Node]
+			if !ok || nd == nil || !spec.reads(msg.Subject()) {
+				continue
+			}
+			nd.seen++
+			if nd.first == 0 || seq < nd.first {
+				nd.first = seq
+			}
+			if nd.have < spec.N || keep != nil {
+				// What the replay cannot decode it reports and skips: it
+				// counts for nothing here either.
+				if ev, err := client.Decode(msg.Data()); err == nil && ev.TimeNano <= until {
+					if engineEvent(&ev) && nd.have < spec.N {
+						w := append(window[nd], seq)
+						if len(w) > spec.N-nd.have {
+							w = w[1:]
+						}
+						window[nd] = w
+					}
+					if keep != nil {
+						kept = append(kept, TailMessage{Seq: seq, Subject: msg.Subject(), Event: ev})
+					}
+				}
+			}
 			if pending == 0 {
 				break // the fetch would wait out FetchWait for more
 			}
@@ -183,7 +278,7 @@ func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec T
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("tail fetch: %w", err)
 		}
-		if n == 0 {
+		if got == 0 {
 			// Nothing within FetchWait: the window's messages went
 			// (aged out) while it read.
 			ci, err := cons.Info(ctx)
@@ -203,32 +298,14 @@ func (r *Replayer) tailScan(ctx context.Context, stream jetstream.Stream, spec T
 		nd.have += len(w)
 		nd.nth = w[0]
 	}
-	return nil
-}
-
-// tailCount adds message seq to its node (if the client reads it): seen,
-// and, if an engine event by until while the node's tail is not full,
-// to this window's last ones.
-func tailCount(spec TailSpec, nodes map[string]*tailNode, window map[*tailNode][]uint64, seq uint64, msg jetstream.Msg, until int64) {
-	p, ok := subject.Parse(msg.Subject())
-	nd := nodes[p.Node]
-	if !ok || nd == nil || !spec.reads(msg.Subject()) {
-		return
-	}
-	nd.seen++
-	if nd.first == 0 || seq < nd.first {
-		nd.first = seq
-	}
-	if nd.have >= spec.N {
-		return
-	}
-	// What the replay cannot decode it reports and skips: it counts for
-	// nothing here either.
-	if ev, err := client.Decode(msg.Data()); err == nil && engineEvent(&ev) && ev.TimeNano <= until {
-		w := append(window[nd], seq)
-		if len(w) > spec.N-nd.have {
-			w = w[1:]
+	if keep != nil {
+		// Only what lies from the node's tail on is needed.
+		from := keep.start(spec.N)
+		i := 0
+		for i < len(kept) && kept[i].Seq < from {
+			i++
 		}
-		window[nd] = w
+		keep.early = append(kept[i:], keep.early...)
 	}
+	return nil
 }

@@ -38,9 +38,9 @@ func (s *Server) dockerAPI(version string) http.Handler {
 
 // admitEvents admits an /events request as /ws's are (token from
 // Authorization: Bearer, narrowing or 403, limits) and decides where its
-// replay starts: since (by store time, SinceSlack earlier), the stream's
-// start for until without since (the last events of each node), or none
-// (only new events).
+// replay starts: since (by store time, SinceSlack earlier), where the
+// last events of each node begin for until without since (Open plans it),
+// or none (only new events).
 func (s *Server) admitEvents(r *http.Request, q *dockerapi.Query) error {
 	a, ref := s.AdmitQuery(r, Query{Filter: q.Filter, Subjects: q.Filter.Subjects()})
 	if ref != nil {
@@ -63,21 +63,7 @@ func (s *Server) admitEvents(r *http.Request, q *dockerapi.Query) error {
 			}
 			a.Spec.Subjects, a.Spec.Exact = n.Subjects, n.Exact
 		}
-		// The replay starts where every node's last events begin, not at
-		// the stream's start.
-		start, err := s.deps.Replayer.TailStart(r.Context(), replay.TailSpec{
-			Subjects: a.Spec.Subjects, Patterns: a.Spec.Patterns, Exact: a.Spec.Exact,
-			Until: q.Until, N: q.Tail,
-		})
-		if err != nil {
-			if r.Context().Err() != nil {
-				a.Release()
-				return &dockerapi.Error{Status: http.StatusServiceUnavailable, Message: "request ended"}
-			}
-			s.log.Warn("events: the tail's start not found; reading the whole stream", "err", err)
-			start = 1
-		}
-		a.Query.FromSeq = start
+		a.Query.FromSeq = 1 // Open plans where it starts (replay.TailStart)
 	case !q.Since.IsZero():
 		a.Query.Since = q.Since.Add(-SinceSlack)
 	}
@@ -107,6 +93,23 @@ func (src eventsSource) Open(ctx context.Context, q dockerapi.Query) (dockerapi.
 			return nil, fmt.Errorf("events: live feed behind the stream: %w", err)
 		}
 	}
+	var early []replay.TailMessage
+	if q.Tail > 0 {
+		// The replay starts where the nodes' last events begin, not at
+		// the stream's start; quiet nodes' older tails come read apart.
+		plan, err := s.deps.Replayer.TailStart(ctx, replay.TailSpec{
+			Subjects: a.Spec.Subjects, Patterns: a.Spec.Patterns, Exact: a.Spec.Exact, Until: q.Until, N: q.Tail,
+		})
+		switch {
+		case err == nil:
+			a.Query.FromSeq, early = plan.Start, plan.Early
+		case ctx.Err() != nil:
+			a.Release()
+			return nil, fmt.Errorf("events: %w", ctx.Err())
+		default:
+			s.log.Warn("events: the tail's start not found; reading the whole stream", "err", err)
+		}
+	}
 	opts := s.clientOpts
 	opts.Credits, opts.BookmarkInterval = eventsCredits, -1
 	spec := a.Spec
@@ -117,6 +120,9 @@ func (src eventsSource) Open(ctx context.Context, q dockerapi.Query) (dockerapi.
 	cur := &eventsCursor{s: s, a: a, c: c, q: q, sink: client.NewChanSink(opts.Credits)}
 	if q.Tail > 0 {
 		cur.tail = map[string]*nodeTail{}
+		for _, m := range early {
+			cur.addTail(dockerapi.Item{Seq: m.Seq, Event: m.Event})
+		}
 	}
 	if tokens := s.tokens.Load(); tokens != a.tokens && !s.stillGranted(tokens, c) {
 		cur.release()
