@@ -64,6 +64,9 @@ type tailNode struct {
 
 func (nd *tailNode) done(n int) bool { return nd.have >= n || nd.seen >= nd.total }
 
+// left is how many of its messages are not read yet.
+func (nd *tailNode) left() uint64 { return nd.total - min(nd.seen, nd.total) }
+
 // start is where the node's tail begins.
 func (nd *tailNode) start(n int) uint64 {
 	if nd.have >= n {
@@ -165,7 +168,7 @@ func (r *Replayer) TailStart(ctx context.Context, spec TailSpec) (TailPlan, erro
 	for node, nd := range nodes {
 		h := hi
 		w := uint64(n) * tailWindow
-		if nd.total-nd.seen <= w {
+		if nd.left() <= w {
 			w = h - first // few messages left: at once
 		}
 		for h > first && !nd.done(n) {
@@ -195,7 +198,7 @@ func (r *Replayer) TailStart(ctx context.Context, spec TailSpec) (TailPlan, erro
 // on all subjects pays.
 func tailWider(nodes map[string]*tailNode, n int) bool {
 	for _, nd := range nodes {
-		if !nd.done(n) && nd.total-nd.seen > uint64(n)*tailWindow {
+		if !nd.done(n) && nd.left() > uint64(n)*tailWindow {
 			return true
 		}
 	}
