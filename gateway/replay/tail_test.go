@@ -3,6 +3,7 @@ package replay_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -189,5 +190,88 @@ func TestTailStart(t *testing.T) {
 	// A node nobody may read: the stream's first, nothing to read early.
 	if p := plan("no node", replay.TailSpec{Subjects: []string{subject.Node("nobody")}, Until: until, N: n}); p.Start != 1 || len(p.Early) != 0 {
 		t.Errorf("no node: %+v, want the stream's first", p)
+	}
+}
+
+// TestTailStartRandom: plans for random streams (three nodes at different
+// rates, dockcast's own events among them, event times on both sides of
+// until and out of order), random N, window bounds and tokens all hold
+// what the brute-force oracle holds.
+func TestTailStartRandom(t *testing.T) {
+	t.Parallel()
+	ns := testkit.StartJetStream(t)
+	_, js := testkit.Connect(t, ns.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, natsutil.StreamConfig("TAILR", 0, -1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(9, uint64(time.Now().UnixNano())))
+	nodes := []string{testkit.Unique("busy"), testkit.Unique("some"), testkit.Unique("rare")}
+	weights := []int{85, 14, 1}
+	base := time.Now().Add(-time.Hour)
+	var all []tailMsg
+	var futs []jetstream.PubAckFuture
+	var evs []event.Event
+	for i := range 3000 {
+		w, k := rnd.IntN(100), 0
+		for w >= weights[k] {
+			w -= weights[k]
+			k++
+		}
+		typ, action := "container", "start"
+		switch rnd.IntN(20) {
+		case 0:
+			typ, action = event.TypeDockcast, event.ActionGap
+		case 1:
+			action = event.ActionState
+		case 2:
+			typ, action = "network", "connect"
+		}
+		// Mostly in order, some late (an outage's events stored later).
+		at := base.Add(time.Duration(i) * time.Second)
+		if rnd.IntN(30) == 0 {
+			at = at.Add(-time.Duration(rnd.IntN(1000)) * time.Second)
+		}
+		ev := event.New(nodes[k], typ, action, "", fmt.Sprintf("%064d", i), map[string]string{"name": "c"}, at)
+		data, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := js.PublishAsync(ev.Subject(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs, evs = append(futs, f), append(evs, ev)
+	}
+	for i, f := range futs {
+		select {
+		case ack := <-f.Ok():
+			all = append(all, tailMsg{ack.Sequence, evs[i].Subject(), evs[i]})
+		case err := <-f.Err():
+			t.Fatal(err)
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+	}
+	slices.SortFunc(all, func(x, y tailMsg) int { return int(x.seq) - int(y.seq) })
+	rp := replay.New(js, "TAILR", nil, 1, testkit.Logger(t), nil)
+	for i := range 40 {
+		spec := replay.TailSpec{Subjects: []string{subject.All}, N: 1 + rnd.IntN(300),
+			Until: base.Add(time.Duration(rnd.IntN(3200)) * time.Second)}
+		switch rnd.IntN(3) {
+		case 0:
+			spec.Patterns = []string{subject.Node(nodes[rnd.IntN(3)])}
+		case 1:
+			two := rnd.Perm(3) // the subjects a filter gives never overlap
+			spec.Subjects = []string{subject.Node(nodes[two[0]]), subject.Node(nodes[two[1]])}
+		}
+		rp.TailWindow = 10 + rnd.IntN(5000)
+		name := fmt.Sprintf("case %d (N %d, window %d, until +%v, subjects %v, patterns %v)", i, spec.N, rp.TailWindow, spec.Until.Sub(base), spec.Subjects, spec.Patterns)
+		p, err := rp.TailStart(ctx, spec)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		checkPlan(t, name, p, wantTail(all, spec))
 	}
 }
