@@ -35,7 +35,11 @@
 // BENCH_SCENARIOS (comma list of idle, flat, latency, held, storm,
 // breakdown, publisher), BENCH_PROFILE=<dir> (CPU and allocation profiles
 // of the in-process gateway under the flat-out and latency loads),
-// BENCH_SCALE=Field=value,… (override the sizes of scale in
+// BENCH_TRACE=<dir> (execution traces under the latency load of the
+// in-process gateway, with the collector's gctrace lines in its log, and
+// of Centrifugo when it is among BENCH_PEERS),
+// BENCH_GATEWAY=<binary> (the gateway under test instead of bin/gateway,
+// to compare two builds), BENCH_SCALE=Field=value,… (override the sizes of scale in
 // orchestrate.go, e.g. LatClients=50), BENCH_GATEWAY_LOG (the gateways'
 // LOG_LEVEL, default warn), BENCH_KEEP=1 (keep the logs and stores),
 // BENCH_PUBLISHER=<binary> (the publisher under test instead of

@@ -25,7 +25,7 @@ import (
 
 // runGateway is the gateway built in-process from its packages, exactly as
 // bin/gateway runs it (config.Load, app.Run), plus a debug listener on
-// FANBENCH_DEBUG_ADDR: /debug/pprof/*, /debug/cpu/start?path=…,
+// FANBENCH_DEBUG_ADDR: /debug/pprof/* (with /debug/pprof/trace), /debug/cpu/start?path=…,
 // /debug/cpu/stop and /debug/breakdown. FANBENCH_MEMPROFILERATE=1 records
 // every allocation, for an exact breakdown.
 func runGateway(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
@@ -67,6 +67,7 @@ func debugMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	var cpuMu sync.Mutex
 	var cpuFile *os.File
 	mux.HandleFunc("/debug/cpu/start", func(w http.ResponseWriter, r *http.Request) {

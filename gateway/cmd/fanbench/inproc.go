@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -138,4 +139,70 @@ func (o *orchestrator) saveURL(ctx context.Context, u, path string) error {
 		return fmt.Errorf("GET %s: %d", u, code)
 	}
 	return os.WriteFile(path, []byte(body), 0o644)
+}
+
+// trace runs the latency load against the in-process gateway (default
+// mode) and, when it is among BENCH_PEERS, Centrifugo, each with an
+// execution trace (Go's /debug/pprof/trace) from the first publish to the
+// last receipt; the gateway also writes the collector's lines
+// (GODEBUG=gctrace=1) to its log. Both go to BENCH_TRACE.
+func (o *orchestrator) trace(ctx context.Context) *profileResult {
+	r := &profileResult{Dir: o.traceDir, Binary: o.self}
+	if err := os.MkdirAll(o.traceDir, 0o755); err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	type traced struct {
+		name  string
+		p     peer
+		debug func() string // the base URL of its /debug/pprof
+	}
+	g := &gatewayPeer{o: o, inproc: true, env: []string{"GODEBUG=gctrace=1"}}
+	loads := []traced{{"latency", g, g.debugBase}}
+	if slices.Contains(o.peers, peerCentrifugo) {
+		c := &centrifugoPeer{o: o, debug: true}
+		loads = append(loads, traced{"latency-centrifugo", c, c.base})
+	}
+	for _, l := range loads {
+		o.logf("%s: trace: %s", l.p.name(), l.name)
+		if err := l.p.start(ctx); err != nil {
+			r.Err = l.name + ": start: " + err.Error()
+			l.p.stop()
+			return r
+		}
+		base := filepath.Join(o.traceDir, l.name)
+		// The trace covers the publishing and a second after it.
+		secs := int(o.sc.LatDuration/time.Second) + 1
+		done := make(chan error, 1)
+		hook := func(start bool) {
+			if start {
+				go func() {
+					done <- o.saveURL(ctx, fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", l.debug(), secs), base+".trace")
+				}()
+			}
+		}
+		f, err := o.flow(ctx, l.p, o.sc.LatClients, o.sc.LatRate*int(o.sc.LatDuration/time.Second), o.sc.LatRate, hook)
+		if terr := <-done; err == nil {
+			err = terr
+		}
+		l.p.stop()
+		if gw, ok := l.p.(*gatewayPeer); ok && err == nil {
+			err = copyFile(gw.proc.Log, base+"-gateway.log")
+		}
+		if err != nil {
+			r.Err = l.name + ": " + err.Error()
+			return r
+		}
+		r.Loads = append(r.Loads, profiledLoad{Name: l.name, Flow: f})
+	}
+	return r
+}
+
+// copyFile copies the file at from to to.
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o644)
 }

@@ -110,6 +110,8 @@ type orchestrator struct {
 	gatewayLog      string // LOG_LEVEL of the gateways (BENCH_GATEWAY_LOG, default warn)
 	pipelineOpen    bool   // BENCH_PIPELINE_OPEN=1: drive the stand-in engine open loop
 	publisherBin    string // BENCH_PUBLISHER: the publisher binary (default bin/publisher), to compare builds
+	gatewayBin      string // BENCH_GATEWAY: the gateway binary (default bin/gateway), to compare builds
+	traceDir        string // BENCH_TRACE: where the latency load's execution trace goes
 	log             io.Writer
 
 	nats    *child
@@ -134,6 +136,8 @@ func runOrchestrator(ctx context.Context, getenv func(string) string, stdout, st
 	o.profileDir = getenv("BENCH_PROFILE")
 	o.pipelineOpen = getenv("BENCH_PIPELINE_OPEN") != ""
 	o.publisherBin = getenv("BENCH_PUBLISHER")
+	o.gatewayBin = getenv("BENCH_GATEWAY")
+	o.traceDir = getenv("BENCH_TRACE")
 	if o.gatewayLog = getenv("BENCH_GATEWAY_LOG"); o.gatewayLog == "" {
 		o.gatewayLog = "warn"
 	}
@@ -201,6 +205,9 @@ func runOrchestrator(ctx context.Context, getenv func(string) string, stdout, st
 	}
 	if o.profileDir != "" {
 		o.res.Profiles = o.profile(ctx)
+	}
+	if o.traceDir != "" {
+		o.res.Trace = o.trace(ctx)
 	}
 	if o.has(scPublisher) {
 		o.res.Publisher = o.publisherBench(ctx)

@@ -45,7 +45,8 @@ type gatewayPeer struct {
 	o       *orchestrator
 	batch   bool
 	inproc  bool
-	memRate int // FANBENCH_MEMPROFILERATE for the in-process variant
+	memRate int      // FANBENCH_MEMPROFILERATE for the in-process variant
+	env     []string // added to the gateway's environment
 	fromSeq uint64
 	port    int
 	debug   int // debug port of the in-process variant
@@ -75,6 +76,10 @@ func (g *gatewayPeer) start(ctx context.Context) error {
 		"GATEWAY_ADDR=127.0.0.1:" + strconv.Itoa(g.port), "GATEWAY_MAX_CLIENTS=19000",
 		"GATEWAY_MAX_CLIENTS_PER_IP=19000", "LOG_LEVEL=" + g.o.gatewayLog}
 	bin, args := filepath.Join(g.o.root, "bin", "gateway"), []string(nil)
+	if g.o.gatewayBin != "" {
+		bin = g.o.gatewayBin
+	}
+	env = append(env, g.env...)
 	if g.inproc {
 		if g.debug, err = freePort(); err != nil {
 			return err
@@ -184,6 +189,7 @@ func (n *natsPeer) goStats(context.Context) (float64, float64, bool) { return 0,
 // publication data mode on the stream.
 type centrifugoPeer struct {
 	o       *orchestrator
+	debug   bool // serve Go's /debug/pprof (for the execution trace)
 	port    int
 	durable string
 	proc    *child
@@ -222,6 +228,9 @@ func (c *centrifugoPeer) start(ctx context.Context) error {
 			},
 		}},
 	}
+	if c.debug {
+		cfg["debug"] = map[string]any{"enabled": true}
+	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	path := filepath.Join(c.o.dir, fmt.Sprintf("centrifugo-%d.json", c.runs))
 	if err := os.WriteFile(path, b, 0o644); err != nil {
@@ -257,6 +266,8 @@ func (c *centrifugoPeer) stop() {
 		fmt.Fprintf(os.Stderr, "fanbench: delete consumer %s: %v\n", c.durable, err)
 	}
 }
+
+func (c *centrifugoPeer) base() string { return fmt.Sprintf("http://127.0.0.1:%d", c.port) }
 
 func (c *centrifugoPeer) clients(n, expect int) clientFlags {
 	return clientFlags{proto: protoCentrifugo, url: fmt.Sprintf("ws://127.0.0.1:%d/connection/websocket", c.port),

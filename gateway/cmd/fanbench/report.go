@@ -20,6 +20,7 @@ type report struct {
 	Storm             *stormResult
 	Breakdown         *breakdownResult
 	Profiles          *profileResult
+	Trace             *profileResult
 	Publisher         *publisherResult
 }
 
@@ -94,6 +95,22 @@ type breakdownResult struct {
 type profileResult struct {
 	Dir, Binary, Err string
 	Loads            []profiledLoad
+}
+
+// section writes the loads of p (none when p is nil) under title, one
+// line each.
+func (p *profileResult) section(w func(string, ...any), title string, line func(profiledLoad) string) {
+	if p == nil {
+		return
+	}
+	w("## %s\n\n", title)
+	if p.Err != "" {
+		w("Error: %s\n\n", p.Err)
+	}
+	for _, l := range p.Loads {
+		w("- %s: %s\n", l.Name, line(l))
+	}
+	w("\n")
 }
 
 type profiledLoad struct {
@@ -277,16 +294,15 @@ func (r *report) markdown(withProfiles bool) string {
 	r.stormSection(w)
 	r.breakdownSection(w)
 	r.publisherSection(w)
-	if r.Profiles != nil && withProfiles {
-		w("## Profiles\n\n")
-		if r.Profiles.Err != "" {
-			w("Error: %s\n\n", r.Profiles.Err)
-		}
-		for _, l := range r.Profiles.Loads {
-			w("- %s: %s msgs/s delivered, p99 %s (%s)%s; `go tool pprof -top %s %s/%s-cpu.prof`; allocations: `go tool pprof -top -sample_index=alloc_space -diff_base %[7]s/%[8]s-allocs-before.prof %[6]s %[7]s/%[8]s-allocs-after.prof`\n",
-				l.Name, num(l.Flow.Delivered), ms(l.Flow.Result.P99), cpuNote(l.Flow.CPU, l.Flow.Result.Total), flowProblems(l.Flow), r.Profiles.Binary, r.Profiles.Dir, l.Name)
-		}
-		w("\n")
+	if withProfiles {
+		r.Profiles.section(w, "Profiles", func(l profiledLoad) string {
+			return fmt.Sprintf("%s msgs/s delivered, p99 %s (%s)%s; `go tool pprof -top %s %s/%s-cpu.prof`; allocations: `go tool pprof -top -sample_index=alloc_space -diff_base %[6]s/%[7]s-allocs-before.prof %[5]s %[6]s/%[7]s-allocs-after.prof`",
+				num(l.Flow.Delivered), ms(l.Flow.Result.P99), cpuNote(l.Flow.CPU, l.Flow.Result.Total), flowProblems(l.Flow), r.Profiles.Binary, r.Profiles.Dir, l.Name)
+		})
+		r.Trace.section(w, "Execution trace", func(l profiledLoad) string {
+			return fmt.Sprintf("p50 / p99 / max %s / %s / %s (%s)%s; `go tool trace %s/%s.trace`",
+				ms(l.Flow.Result.P50), ms(l.Flow.Result.P99), ms(l.Flow.Result.PMax), cpuNote(l.Flow.CPU, l.Flow.Result.Total), flowProblems(l.Flow), r.Trace.Dir, l.Name)
+		})
 	}
 	return b.String()
 }
