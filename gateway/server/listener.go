@@ -83,6 +83,11 @@ func (c *guardedConn) admitted() {
 	c.l.mu.Unlock()
 }
 
+// Unwrap is the accepted connection (ws.Unwrapper: writes and deadlines
+// pass through unchanged), so that the transport writes a train with one
+// writev.
+func (c *guardedConn) Unwrap() net.Conn { return c.Conn }
+
 func (c *guardedConn) Close() error {
 	c.admitted()
 	return c.Conn.Close()

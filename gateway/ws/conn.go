@@ -35,6 +35,11 @@ var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBytes); retu
 // and the deadlines all the same (SetWriteDeadline comes from melody).
 type conn struct {
 	net.Conn
+	// raw is where writes go: the connection under Conn's transparent
+	// wrappers (Unwrapper), so that a train's buffers go out with one
+	// writev (net.Buffers does that only on the socket itself; through a
+	// wrapper it writes each buffer on its own). nil: Conn.
+	raw net.Conn
 	// c is the client served on the connection.
 	c *client.Client
 	// queued counts the text frames handed to melody and not yet
@@ -56,6 +61,32 @@ type conn struct {
 	want     time.Time // the write deadline gorilla asked for
 	deadline time.Time // the one set on the socket
 	err      error
+}
+
+// Unwrapper is a connection wrapper whose writes and deadlines reach the
+// connection it wraps unchanged (the gateway's guarded listener's): the
+// transport writes to that one (a TLS connection is not one).
+type Unwrapper interface {
+	Unwrap() net.Conn
+}
+
+// unwrap is the connection under c's transparent wrappers.
+func unwrap(c net.Conn) net.Conn {
+	for {
+		u, ok := c.(Unwrapper)
+		if !ok {
+			return c
+		}
+		c = u.Unwrap()
+	}
+}
+
+// out is where the connection's writes go.
+func (k *conn) out() net.Conn {
+	if k.raw != nil {
+		return k.raw
+	}
+	return k.Conn
 }
 
 // dropTrain forgets the train whose first frame melody dropped (its
@@ -139,7 +170,7 @@ func (k *conn) Write(p []byte) (int, error) {
 	if err := k.applyDeadline(); err != nil {
 		return 0, err
 	}
-	n, err := k.Conn.Write(p)
+	n, err := k.out().Write(p)
 	if err != nil {
 		k.err = err
 	}
@@ -158,7 +189,7 @@ func (k *conn) writeTrain(p, tail []byte) (int, error) {
 		bufs = append(bufs, *k.buf)
 	}
 	bufs = append(bufs, p, tail)
-	_, err := bufs.WriteTo(k.Conn)
+	_, err := bufs.WriteTo(k.out())
 	if k.buf != nil {
 		*k.buf = (*k.buf)[:0]
 		corkPool.Put(k.buf)
@@ -182,7 +213,7 @@ func (k *conn) flushLocked() error {
 	if err := k.applyDeadline(); err != nil {
 		return err
 	}
-	if _, err := k.Conn.Write(*b); err != nil {
+	if _, err := k.out().Write(*b); err != nil {
 		k.err = err
 		return err
 	}

@@ -135,3 +135,36 @@ func TestConnWritesATrainAfterItsFirstFrame(t *testing.T) {
 		t.Fatalf("after the train: %d frames %d bytes, want 1 and 5", frames, size)
 	}
 }
+
+// wrapped is a transparent wrapper of a connection, as the guarded
+// listener's.
+type wrapped struct{ net.Conn }
+
+func (w wrapped) Unwrap() net.Conn { return w.Conn }
+
+// TestTrainReachesTheSocket: writes go to the socket under transparent
+// wrappers, where net.Buffers writes a train with one writev (through a
+// wrapper it would write each buffer on its own); a connection that is not
+// a wrapper is written as it is.
+func TestTrainReachesTheSocket(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if got := unwrap(wrapped{wrapped{a}}); got != a {
+		t.Fatalf("unwrap gave %T, want the connection under both wrappers", got)
+	}
+	if got := unwrap(a); got != a {
+		t.Fatalf("unwrap of an unwrapped connection gave %T", got)
+	}
+	rec := &recConn{}
+	k := &conn{Conn: wrapped{rec}, raw: unwrap(wrapped{rec})}
+	k.handed()
+	k.tail = []byte("-tail")
+	if _, err := k.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Join(rec.writes, nil); string(got) != "first-tail" {
+		t.Fatalf("the socket got %q, want the train", got)
+	}
+}

@@ -164,7 +164,7 @@ func (t *Transport) Serve(w http.ResponseWriter, r *http.Request, c *client.Clie
 		ended()
 		return errors.New("the client sent data before the handshake completed")
 	}
-	go t.serve(r, &conn{Conn: nc, c: c}, ended)
+	go t.serve(r, &conn{Conn: nc, raw: unwrap(nc), c: c}, ended)
 	return nil
 }
 
