@@ -57,7 +57,11 @@ type trainSink struct {
 	firsts   [][]byte   // what each hand-off's Written reports
 	trains   int
 	maxTrain int
-	c        *Client
+	// late: each hand-off, when written, also takes what the client
+	// queued since (TakeQueued), as the WebSocket transport does.
+	late  bool
+	taken int // frames so taken
+	c     *Client
 }
 
 func (r *trainSink) Send(b []byte) error {
@@ -69,11 +73,27 @@ func (r *trainSink) Send(b []byte) error {
 }
 
 func (r *trainSink) SendTrain(first, rest []byte, n, payload int) error {
-	frames := [][]byte{first}
-	size, sum := len(first)+len(rest), len(first)
+	tail, sum, err := splitFrames(rest)
+	if err != nil {
+		return err
+	}
+	if len(tail)+1 != n || sum+len(first) != payload {
+		return fmt.Errorf("a train of %d frames, %d payload bytes, says %d and %d", len(tail)+1, sum+len(first), n, payload)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trains++
+	r.maxTrain = max(r.maxTrain, len(first)+len(rest))
+	r.pending = append(r.pending, append([][]byte{first}, tail...))
+	r.firsts = append(r.firsts, first)
+	return nil
+}
+
+// splitFrames parses unmasked final text frames back into their payloads.
+func splitFrames(rest []byte) (frames [][]byte, payload int, err error) {
 	for len(rest) > 0 {
 		if rest[0] != 0x81 || rest[1]&0x80 != 0 {
-			return fmt.Errorf("not an unmasked final text frame: % x", rest[:2])
+			return nil, 0, fmt.Errorf("not an unmasked final text frame: % x", rest[:2])
 		}
 		l, hdr := int(rest[1]), 2
 		switch l {
@@ -86,19 +106,10 @@ func (r *trainSink) SendTrain(first, rest []byte, n, payload int) error {
 			}
 		}
 		frames = append(frames, rest[hdr:hdr+l])
-		sum += l
+		payload += l
 		rest = rest[hdr+l:]
 	}
-	if len(frames) != n || sum != payload {
-		return fmt.Errorf("a train of %d frames, %d payload bytes, says %d and %d", len(frames), sum, n, payload)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.trains++
-	r.maxTrain = max(r.maxTrain, size)
-	r.pending = append(r.pending, frames)
-	r.firsts = append(r.firsts, first)
-	return nil
+	return frames, payload, nil
 }
 
 func (r *trainSink) Close(int, string) error { return nil }
@@ -118,9 +129,32 @@ func (r *trainSink) drain() {
 		if len(p) == 0 {
 			return
 		}
-		for _, b := range f {
+		for i, b := range f {
+			if r.late {
+				r.takeLate(p[i])
+			}
 			r.c.Written(b)
 		}
+	}
+}
+
+// takeLate writes, after a hand-off's frames, what the client queued
+// since it was handed.
+func (r *trainSink) takeLate(handed [][]byte) {
+	size := 0
+	for _, b := range handed {
+		size += len(b) + 10
+	}
+	buf, n, payload := r.c.TakeQueued(nil, MaxBatchBytes-size)
+	frames, sum, err := splitFrames(buf)
+	if err != nil || len(frames) != n || sum != payload {
+		panic(fmt.Sprintf("TakeQueued: %v; %d frames of %d bytes, says %d and %d", err, len(frames), sum, n, payload))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.taken += n
+	for _, b := range frames {
+		r.frames = append(r.frames, bytes.Clone(b))
 	}
 }
 
@@ -130,21 +164,24 @@ func (r *trainSink) drain() {
 // exceeds MaxBatchBytes, and a frame larger than that goes alone. Several
 // frames do share one (the socket was busy while they queued). The same
 // for trains (TrainSink, without batch): the frames a train carries are
-// the plain client's, in order, and a train holds at most MaxBatchBytes.
+// the plain client's, in order, and a train holds at most MaxBatchBytes;
+// and the same again when each train's write also takes the frames queued
+// since it was handed (TakeQueued).
 func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 	t.Parallel()
 	opts := Options{Credits: 4, MaxQueueBytes: 64 << 20, CloseTimeout: time.Minute}
 	feed := &Position{}
-	plain, batch, train := &rawSink{}, &rawSink{}, &trainSink{}
+	plain, batch, train, late := &rawSink{}, &rawSink{}, &trainSink{}, &trainSink{late: true}
 	bopts := opts
 	bopts.Batch = true
-	cp, cb, ct := New(Spec{}, opts), New(Spec{}, bopts), New(Spec{}, opts)
-	plain.c, batch.c, train.c = cp, cb, ct
+	cp, cb, ct, cl := New(Spec{}, opts), New(Spec{}, bopts), New(Spec{}, opts), New(Spec{}, opts)
+	plain.c, batch.c, train.c, late.c = cp, cb, ct, cl
 	cp.Attach(plain)
 	cb.Attach(batch)
 	ct.Attach(train)
+	cl.Attach(late)
 	status := StatusFrame([]byte("{\n  \"node\": \"n1\",\n  \"connected\": true\n}"), false)
-	for _, c := range []*Client{cp, cb, ct} {
+	for _, c := range []*Client{cp, cb, ct, cl} {
 		c.JoinLive([][]byte{status}, 0, "42", feed)
 	}
 	big := strings.Repeat("x", MaxBatchBytes)
@@ -155,6 +192,7 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 		cp.Live(seq, f)
 		cb.Live(seq, f)
 		ct.Live(seq, f)
+		cl.Live(seq, f)
 	}
 	for round := 0; round < 40; round++ {
 		for i := 0; i < round*7%50; i++ {
@@ -167,7 +205,7 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 			// A payload with line breaks between its tokens.
 			offer("{\n\"v\": 1,\r\n\"type\": \"container\",\n\"action\": \"start\"\n}")
 		case 7:
-			for _, c := range []*Client{cp, cb, ct} {
+			for _, c := range []*Client{cp, cb, ct, cl} {
 				c.Status(status)
 			}
 		}
@@ -176,11 +214,13 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 			// a batch buffer would show in what the plain client writes.
 			batch.drain()
 			train.drain()
+			late.drain()
 			plain.drain()
 		}
 	}
 	batch.drain()
 	train.drain()
+	late.drain()
 	plain.drain()
 
 	var lines [][]byte
@@ -231,5 +271,69 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 	}
 	if train.maxTrain > MaxBatchBytes {
 		t.Fatalf("a train of %d bytes, more than %d", train.maxTrain, MaxBatchBytes)
+	}
+
+	if len(late.frames) != len(plain.frames) {
+		t.Fatalf("trains with late frames carried %d frames, the plain client got %d", len(late.frames), len(plain.frames))
+	}
+	for i := range late.frames {
+		if !bytes.Equal(late.frames[i], plain.frames[i]) {
+			t.Fatalf("late train frame %d differs:\n train %.200q\n plain %.200q", i, late.frames[i], plain.frames[i])
+		}
+	}
+	if late.taken == 0 {
+		t.Fatal("no write took the frames queued after its hand-off")
+	}
+}
+
+// TestTakeQueued: the transport writing the frame in flight takes the
+// frames queued since, framed, up to the room it has (a frame that does
+// not fit stays, with those after it); nothing when no frame is in
+// flight, and nothing for a batched client; the frames taken are not
+// handed again, and the next frame is handed once the train is written.
+func TestTakeQueued(t *testing.T) {
+	t.Parallel()
+	opts := Options{Credits: 4, MaxQueueBytes: 64 << 20, CloseTimeout: time.Minute}
+	feed := &Position{}
+	sink := &trainSink{}
+	c := New(Spec{}, opts)
+	sink.c = c
+	c.Attach(sink)
+	if _, n, _ := c.TakeQueued(nil, MaxBatchBytes); n != 0 {
+		t.Fatalf("took %d frames with nothing in flight", n)
+	}
+	c.JoinLive(nil, 0, "42", feed)
+	sink.drain() // the live frame
+	frame := func(seq uint64) []byte {
+		return EventFrame(seq, "docker.events.n.container.start", []byte(fmt.Sprintf(`{"v":1,"n":%d}`, seq)))
+	}
+	c.Live(1, frame(1)) // handed at once
+	for seq := uint64(2); seq <= 4; seq++ {
+		c.Live(seq, frame(seq))
+	}
+	room := 2 * (len(frame(2)) + 2)
+	buf, n, payload := c.TakeQueued(nil, room)
+	got, sum, err := splitFrames(buf)
+	if err != nil || n != 2 || sum != payload || len(got) != 2 || !bytes.Equal(got[0], frame(2)) || !bytes.Equal(got[1], frame(3)) {
+		t.Fatalf("took %d frames (%d bytes, %v): %q; want frames 2 and 3", n, payload, err, got)
+	}
+	if _, n, _ := c.TakeQueued(nil, 10); n != 0 {
+		t.Fatalf("took %d frames into 10 bytes", n)
+	}
+	sink.drain() // frame 1 written: frame 4 is handed next, alone
+	if len(sink.frames) != 3 || !bytes.Equal(sink.frames[1], frame(1)) || !bytes.Equal(sink.frames[2], frame(4)) {
+		t.Fatalf("written %q, want the live frame, frame 1, frame 4", sink.frames)
+	}
+
+	bopts := opts
+	bopts.Batch = true
+	b := New(Spec{}, bopts)
+	bs := &trainSink{c: b}
+	b.Attach(bs)
+	b.JoinLive(nil, 0, "42", feed)
+	b.Live(1, frame(1))
+	b.Live(2, frame(2))
+	if _, n, _ := b.TakeQueued(nil, MaxBatchBytes); n != 0 {
+		t.Fatalf("a batched client gave %d frames", n)
 	}
 }

@@ -624,6 +624,44 @@ func (c *Client) flush() {
 	}
 }
 
+// TakeQueued is for a TrainSink writing the frame the client handed it
+// (one is in flight): it appends to buf the frames queued since, up to
+// room bytes with their headers, framed as a train's rest is
+// (AppendTextFrameHeader), and takes them off the queue: the transport
+// writes them right after that frame, in the same system call, and its
+// Written reports them with it. n is their count and payload their size
+// without headers. A frame that would not fit stays queued (and so does
+// everything after it); a batched client, or one not attached to a
+// TrainSink, takes none.
+func (c *Client) TakeQueued(buf []byte, room int) (out []byte, n, payload int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.trains == nil || c.closed || c.handed-c.sent != 1 {
+		return buf, 0, 0
+	}
+	for c.head < len(c.queue) {
+		d := len(c.queue[c.head].data)
+		if textFrameHeaderLen(d)+d > room {
+			break
+		}
+		room -= textFrameHeaderLen(d) + d
+		f := c.take()
+		buf = AppendTextFrameHeader(buf, len(f))
+		buf = append(buf, f...)
+		n++
+		payload += len(f)
+	}
+	if n > 0 {
+		if c.head == len(c.queue) {
+			c.queue, c.head = c.queue[:0], 0
+		}
+		if c.bookmark != nil {
+			c.lastHand = time.Now()
+		}
+	}
+	return buf, n, payload
+}
+
 // take removes the queue's first frame. c.mu is held.
 func (c *Client) take() []byte {
 	data := c.queue[c.head].data

@@ -5,8 +5,8 @@
 // protocol's frames, error codes and close codes, defined once here.
 //
 // Entry points: New, Client (Attach, JoinLive, JoinBuffering, Live, Status,
-// Replay, WaitRoom, GoLive, Sent, Written, End, Reset, Disconnected,
-// Checked), MaxBatchBytes, the
+// Replay, WaitRoom, GoLive, Sent, Written, TakeQueued, End, Reset,
+// Disconnected, Checked), MaxBatchBytes, the
 // Sink a transport implements (ChanSink for transports that write on a
 // goroutine of their own), the *Frame builders, Decode (is a stream
 // message a valid event), Code and the Close* constants, EpochOf and
@@ -34,6 +34,12 @@
 // Written gives back. No frame holds a line break (EventFrame and
 // StatusFrame compact JSON that has one), so the lines are exactly the
 // frames a client without batch gets.
+//
+// Trains (a TrainSink, without batch): one train in flight; the next
+// carries every frame queued meanwhile, framed, up to MaxBatchBytes. When
+// the transport writes a train's first frame it may take the frames queued
+// since the train was handed (TakeQueued) and write them after it, in the
+// same system call: they count as part of that train.
 //
 // Resume: resume_from_seq is always the first event frame not handed to
 // the sink; when none is queued, one past the highest sequence the

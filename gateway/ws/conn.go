@@ -29,7 +29,9 @@ var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBytes); retu
 // are waiting in melody's session buffer (queued > 1: the one being
 // written and others), what gorilla writes is held back and goes out in
 // one write with the last of them (or when corkBytes are held): a client
-// with a backlog costs one system call per 64 KiB, not one per frame. The
+// with a backlog costs one system call per 64 KiB, not one per frame.
+// A frame written alone takes along, in the same writev, the rest of its
+// train and the frames its client queued since it was handed (takeLate). The
 // write deadline is set on the socket only when it moved by more than
 // deadlineSlack. gorilla serialises its writes; mu guards the buffer
 // and the deadlines all the same (SetWriteDeadline comes from melody).
@@ -55,6 +57,11 @@ type conn struct {
 	tail       []byte
 	trainN     int
 	trainBytes int
+	// late counts the frames taken from the client's queue when their
+	// train's first frame was written (client.TakeQueued), for the sent
+	// hook; lateBytes their payload.
+	late      int
+	lateBytes int
 
 	mu       sync.Mutex
 	buf      *[]byte   // held back bytes; nil when none
@@ -102,12 +109,14 @@ func (k *conn) dropTrain() {
 func (k *conn) sentTrain(n int) (frames, bytes int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	frames, bytes = 1, n
 	if k.trainN > 0 && k.tail == nil {
 		frames, bytes = k.trainN, k.trainBytes
 		k.trainN = 0
-		return frames, bytes
 	}
-	return 1, n
+	frames, bytes = frames+k.late, bytes+k.lateBytes
+	k.late, k.lateBytes = 0, 0
+	return frames, bytes
 }
 
 // handed counts a frame handed to melody; dropped takes it back.
@@ -131,21 +140,25 @@ func (k *conn) SetDeadline(t time.Time) error {
 }
 
 func (k *conn) Write(p []byte) (int, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.err != nil {
-		return 0, k.err
-	}
 	// A control frame (gorilla's close reply, a pong) goes out at once with
 	// what is held: after a close gorilla writes no more frames, so one
 	// held back would never leave.
 	control := isControl(p)
+	late := k.takeLate(p, control)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if late != nil {
+		defer putCork(late)
+	}
+	if k.err != nil {
+		return 0, k.err
+	}
 	var tail []byte
 	if !control {
 		tail, k.tail = k.tail, nil
 	}
-	if tail != nil {
-		return k.writeTrain(p, tail)
+	if tail != nil || late != nil {
+		return k.writeTrain(p, tail, late)
 	}
 	more := k.queued.Load() > 1 && !control
 	if k.buf != nil && len(*k.buf)+len(p) > corkBytes {
@@ -177,18 +190,85 @@ func (k *conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// takeLate takes, for a whole data frame p that is written at once (not
+// held back), the frames its client queued since it was handed
+// (client.TakeQueued): they go out in the same system call, so that a
+// writer that waited for the CPU writes everything that waits for its
+// client once (nil: none). It runs before k.mu is taken: the client's
+// lock comes first (SendTrain holds it and takes k.mu).
+func (k *conn) takeLate(p []byte, control bool) *[]byte {
+	if k.c == nil || control || !wholeDataFrame(p) || k.queued.Load() > 1 {
+		return nil
+	}
+	k.mu.Lock()
+	room := corkBytes - len(p) - len(k.tail)
+	k.mu.Unlock()
+	if room <= 0 {
+		return nil
+	}
+	b := corkPool.Get().(*[]byte)
+	var n, size int
+	*b, n, size = k.c.TakeQueued((*b)[:0], room)
+	if n == 0 {
+		putCork(b)
+		return nil
+	}
+	k.mu.Lock()
+	k.late, k.lateBytes = k.late+n, k.lateBytes+size
+	k.mu.Unlock()
+	return b
+}
+
+func putCork(b *[]byte) {
+	*b = (*b)[:0]
+	corkPool.Put(b)
+}
+
+// wholeDataFrame reports whether p is exactly one final, unmasked text or
+// binary frame, as gorilla writes a frame that fits its buffer: frames
+// may follow it on the wire (not after part of a frame, or a fragment).
+func wholeDataFrame(p []byte) bool {
+	if len(p) < 2 || p[0]&0x80 == 0 || (p[0]&0x0F != 1 && p[0]&0x0F != 2) || p[1]&0x80 != 0 {
+		return false
+	}
+	n, h := uint64(p[1]&0x7F), 2
+	switch n {
+	case 126:
+		if len(p) < 4 {
+			return false
+		}
+		n, h = uint64(p[2])<<8|uint64(p[3]), 4
+	case 127:
+		if len(p) < 10 {
+			return false
+		}
+		n = 0
+		for _, c := range p[2:10] {
+			n = n<<8 | uint64(c)
+		}
+		h = 10
+	}
+	return uint64(len(p)-h) == n
+}
+
 // writeTrain writes a train's first frame (as gorilla framed it) and the
-// frames after it, with what is held back, in one system call. k.mu is
-// held.
-func (k *conn) writeTrain(p, tail []byte) (int, error) {
+// frames after it (tail, those handed with it; late, those taken when it
+// was written), with what is held back, in one system call. k.mu is held.
+func (k *conn) writeTrain(p, tail []byte, late *[]byte) (int, error) {
 	if err := k.applyDeadline(); err != nil {
 		return 0, err
 	}
-	bufs := make(net.Buffers, 0, 3)
+	bufs := make(net.Buffers, 0, 4)
 	if k.buf != nil {
 		bufs = append(bufs, *k.buf)
 	}
-	bufs = append(bufs, p, tail)
+	bufs = append(bufs, p)
+	if tail != nil {
+		bufs = append(bufs, tail)
+	}
+	if late != nil {
+		bufs = append(bufs, *late)
+	}
 	_, err := bufs.WriteTo(k.out())
 	if k.buf != nil {
 		*k.buf = (*k.buf)[:0]

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/dockcast/dockcast/gateway/client"
 )
 
 // recConn records the writes and write deadlines that reach the socket.
@@ -166,5 +168,67 @@ func TestTrainReachesTheSocket(t *testing.T) {
 	}
 	if got := bytes.Join(rec.writes, nil); string(got) != "first-tail" {
 		t.Fatalf("the socket got %q, want the train", got)
+	}
+}
+
+// stubTrains is a transport's sink that only records what it is handed.
+type stubTrains struct{ handed [][]byte }
+
+func (s *stubTrains) Send(b []byte) error { s.handed = append(s.handed, b); return nil }
+func (s *stubTrains) SendTrain(first, _ []byte, _, _ int) error {
+	s.handed = append(s.handed, first)
+	return nil
+}
+func (s *stubTrains) Close(int, string) error { return nil }
+func (s *stubTrains) Abort()                  {}
+
+// TestConnTakesLateFrames: the frame in flight goes out with the frames
+// its client queued after handing it, in the same write, in order, and
+// the sent hook counts them; a part of a frame, or a fragment, takes
+// none (frames may follow only a whole final frame).
+func TestConnTakesLateFrames(t *testing.T) {
+	t.Parallel()
+	c := client.New(client.Spec{}, client.Options{Credits: 2, MaxQueueBytes: 1 << 20, CloseTimeout: time.Minute})
+	sink := &stubTrains{}
+	c.Attach(sink)
+	c.JoinLive(nil, 0, "42", &client.Position{})
+	rec := &recConn{}
+	k := &conn{Conn: rec, c: c}
+	k.handed() // the live frame
+	live := sink.handed[0]
+	framed := func(p []byte) []byte { return append(client.AppendTextFrameHeader(nil, len(p)), p...) }
+	f := func(seq uint64) []byte {
+		return client.EventFrame(seq, "docker.events.n.container.start", []byte(`{"v":1}`))
+	}
+	c.Live(1, f(1))
+	c.Live(2, f(2))
+
+	// A fragment (FIN clear) and the first part of a frame take nothing.
+	if _, err := k.Write([]byte{0x01, 0x01, 'x'}); err != nil {
+		t.Fatal(err)
+	}
+	whole := framed(live)
+	if _, err := k.Write(whole[:len(whole)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Join(rec.writes, nil); len(got) != 3+len(whole)-1 {
+		t.Fatalf("a fragment and a part of a frame took frames along: %q", got)
+	}
+	rec.writes = nil
+
+	if _, err := k.Write(whole); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(bytes.Clone(whole), framed(f(1))...), framed(f(2))...)
+	if got := bytes.Join(rec.writes, nil); !bytes.Equal(got, want) {
+		t.Fatalf("wrote %q, want the live frame, then frames 1 and 2", got)
+	}
+	if frames, size := k.sentTrain(len(live)); frames != 3 || size != len(live)+len(f(1))+len(f(2)) {
+		t.Fatalf("sent hook: %d frames, %d bytes; want 3 and the three payloads", frames, size)
+	}
+	k.written()
+	c.Written(live)
+	if len(sink.handed) != 1 {
+		t.Fatalf("frames taken late were handed again: %q", sink.handed[1:])
 	}
 }

@@ -17,8 +17,11 @@
 //
 // conn.go: under gorilla, the connection holds back what
 // is written while more frames wait in melody and writes it at once (one
-// system call per 64 KiB for a client with a backlog, none delayed), and
-// sets the socket's write deadline only when it moved by more than a
+// system call per 64 KiB for a client with a backlog, none delayed); a
+// train (client.TrainSink) goes out with one writev, also through the
+// listener's wrapper (Unwrapper), together with the frames its client
+// queued while it waited for the writer (client.Client.TakeQueued); and
+// it sets the socket's write deadline only when it moved by more than a
 // second.
 //
 // Entry points: New, Transport.Serve, Transport.Credits, Transport.Abort,
