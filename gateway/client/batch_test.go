@@ -145,7 +145,7 @@ func (r *trainSink) takeLate(handed [][]byte) {
 	for _, b := range handed {
 		size += len(b) + 10
 	}
-	buf, n, payload := r.c.TakeQueued(nil, MaxBatchBytes-size)
+	buf, n, payload := r.c.TakeQueued(bufferFunc(func() []byte { return nil }), MaxBatchBytes-size)
 	frames, sum, err := splitFrames(buf)
 	if err != nil || len(frames) != n || sum != payload {
 		panic(fmt.Sprintf("TakeQueued: %v; %d frames of %d bytes, says %d and %d", err, len(frames), sum, n, payload))
@@ -286,6 +286,11 @@ func TestBatchFramesSplitIntoPlainFrames(t *testing.T) {
 	}
 }
 
+// bufferFunc is a function as Buffers.
+type bufferFunc func() []byte
+
+func (f bufferFunc) Buffer() []byte { return f() }
+
 // TestTakeQueued: the transport writing the frame in flight takes the
 // frames queued since, framed, up to the room it has (a frame that does
 // not fit stays, with those after it); nothing when no frame is in
@@ -299,7 +304,8 @@ func TestTakeQueued(t *testing.T) {
 	c := New(Spec{}, opts)
 	sink.c = c
 	c.Attach(sink)
-	if _, n, _ := c.TakeQueued(nil, MaxBatchBytes); n != 0 {
+	none := bufferFunc(func() []byte { t.Fatal("a buffer asked for with nothing to take"); return nil })
+	if _, n, _ := c.TakeQueued(none, MaxBatchBytes); n != 0 {
 		t.Fatalf("took %d frames with nothing in flight", n)
 	}
 	c.JoinLive(nil, 0, "42", feed)
@@ -312,12 +318,12 @@ func TestTakeQueued(t *testing.T) {
 		c.Live(seq, frame(seq))
 	}
 	room := 2 * (len(frame(2)) + 2)
-	buf, n, payload := c.TakeQueued(nil, room)
+	buf, n, payload := c.TakeQueued(bufferFunc(func() []byte { return make([]byte, 0, room) }), room)
 	got, sum, err := splitFrames(buf)
 	if err != nil || n != 2 || sum != payload || len(got) != 2 || !bytes.Equal(got[0], frame(2)) || !bytes.Equal(got[1], frame(3)) {
 		t.Fatalf("took %d frames (%d bytes, %v): %q; want frames 2 and 3", n, payload, err, got)
 	}
-	if _, n, _ := c.TakeQueued(nil, 10); n != 0 {
+	if _, n, _ := c.TakeQueued(none, 10); n != 0 {
 		t.Fatalf("took %d frames into 10 bytes", n)
 	}
 	sink.drain() // frame 1 written: frame 4 is handed next, alone
@@ -333,7 +339,7 @@ func TestTakeQueued(t *testing.T) {
 	b.JoinLive(nil, 0, "42", feed)
 	b.Live(1, frame(1))
 	b.Live(2, frame(2))
-	if _, n, _ := b.TakeQueued(nil, MaxBatchBytes); n != 0 {
+	if _, n, _ := b.TakeQueued(none, MaxBatchBytes); n != 0 {
 		t.Fatalf("a batched client gave %d frames", n)
 	}
 }

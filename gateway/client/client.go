@@ -624,20 +624,30 @@ func (c *Client) flush() {
 	}
 }
 
+// Buffers gives TakeQueued a buffer to append to (an empty one, with
+// room for MaxBatchBytes).
+type Buffers interface {
+	Buffer() []byte
+}
+
 // TakeQueued is for a TrainSink writing the frame the client handed it
-// (one is in flight): it appends to buf the frames queued since, up to
-// room bytes with their headers, framed as a train's rest is
+// (one is in flight): it appends to a buffer from into (asked only when
+// there is a frame to take) the frames queued since, up to room
+// bytes with their headers, framed as a train's rest is
 // (AppendTextFrameHeader), and takes them off the queue: the transport
 // writes them right after that frame, in the same system call, and its
 // Written reports them with it. n is their count and payload their size
-// without headers. A frame that would not fit stays queued (and so does
-// everything after it); a batched client, or one not attached to a
-// TrainSink, takes none.
-func (c *Client) TakeQueued(buf []byte, room int) (out []byte, n, payload int) {
+// without headers (buf nil: none). A frame that would not fit stays
+// queued (and so does everything after it); a batched client, or one not
+// attached to a TrainSink, takes none.
+func (c *Client) TakeQueued(into Buffers, room int) (buf []byte, n, payload int) {
+	if c.opts.Batch {
+		return nil, 0, 0 // without taking the lock: batched frames are joined by next
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.trains == nil || c.closed || c.handed-c.sent != 1 {
-		return buf, 0, 0
+		return nil, 0, 0
 	}
 	for c.head < len(c.queue) {
 		d := len(c.queue[c.head].data)
@@ -646,6 +656,9 @@ func (c *Client) TakeQueued(buf []byte, room int) (out []byte, n, payload int) {
 		}
 		room -= textFrameHeaderLen(d) + d
 		f := c.take()
+		if buf == nil {
+			buf = into.Buffer()
+		}
 		buf = AppendTextFrameHeader(buf, len(f))
 		buf = append(buf, f...)
 		n++

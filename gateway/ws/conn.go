@@ -62,6 +62,7 @@ type conn struct {
 	// hook; lateBytes their payload.
 	late      int
 	lateBytes int
+	lateBuf   *[]byte // the buffer Buffer gave TakeQueued, on the writer only
 
 	mu       sync.Mutex
 	buf      *[]byte   // held back bytes; nil when none
@@ -206,17 +207,27 @@ func (k *conn) takeLate(p []byte, control bool) *[]byte {
 	if room <= 0 {
 		return nil
 	}
-	b := corkPool.Get().(*[]byte)
-	var n, size int
-	*b, n, size = k.c.TakeQueued((*b)[:0], room)
+	buf, n, size := k.c.TakeQueued(k, room)
+	b := k.lateBuf
+	k.lateBuf = nil
 	if n == 0 {
-		putCork(b)
+		if b != nil {
+			putCork(b)
+		}
 		return nil
 	}
+	*b = buf
 	k.mu.Lock()
 	k.late, k.lateBytes = k.late+n, k.lateBytes+size
 	k.mu.Unlock()
 	return b
+}
+
+// Buffer is a pooled buffer for client.TakeQueued (client.Buffers); it
+// is only ever asked for by takeLate, on the connection's writer.
+func (k *conn) Buffer() []byte {
+	k.lateBuf = corkPool.Get().(*[]byte)
+	return (*k.lateBuf)[:0]
 }
 
 func putCork(b *[]byte) {
