@@ -12,6 +12,7 @@ require (
 	github.com/olahol/melody v1.3.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
+	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4
 	golang.org/x/time v0.16.0
 )
 

@@ -8,7 +8,7 @@
 // container's start event, 781 bytes of payload) are published into it;
 // the same number of clients follow them, from a separate process.
 //
-// One binary plays three roles:
+// One binary plays four roles:
 //
 //	fanbench                 the orchestrator: starts the servers and the
 //	                         client processes, publishes, measures, reports
@@ -20,6 +20,10 @@
 //	                         FANBENCH_DEBUG_ADDR: profiles and the memory
 //	                         breakdown come from it, every other figure
 //	                         from bin/gateway
+//	fanbench tracestat FILE  reads an execution trace that BENCH_TRACE
+//	                         recorded: the feed's hop, the writers' wait
+//	                         for a CPU, writes per writer run, the
+//	                         fan-out's span, GC mark phases
 //
 // Measurements per peer: flat-out delivery (every event to every client,
 // counts and order verified), publish-to-receipt latency at a steady rate,

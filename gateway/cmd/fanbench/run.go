@@ -6,7 +6,8 @@ import (
 	"io"
 )
 
-// run dispatches on the role: none (the orchestrator), client or gateway.
+// run dispatches on the role: none (the orchestrator), client, gateway or
+// tracestat.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	role := ""
 	if len(args) > 1 {
@@ -19,6 +20,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runClient(ctx, args[2:], stdin, stdout)
 	case "gateway":
 		return runGateway(ctx, getenv, stderr)
+	case "tracestat":
+		return runTraceStat(args[2:], stdout)
 	}
-	return fmt.Errorf("unknown role %q (none, client or gateway)", role)
+	return fmt.Errorf("unknown role %q (none, client, gateway or tracestat)", role)
 }
