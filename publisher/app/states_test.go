@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/dockcast/dockcast/publisher/app"
 	"github.com/dockcast/dockcast/shared/containerstate"
 	"github.com/dockcast/dockcast/shared/event"
@@ -62,9 +64,14 @@ func TestEdgeContainerStatesUseCentralSequences(t *testing.T) {
 	for i := range 7 {
 		ev := event.New("other", "image", "pull", "", fmt.Sprintf("img%d", i), nil, time.Now())
 		data, _ := ev.Marshal()
-		if _, err := c.js.Publish(ctx, ev.Subject(), data); err != nil {
-			t.Fatal(err)
-		}
+		// The stream is new: its replicas may still elect a leader (no
+		// response until then); the id keeps a retried publish once.
+		testkit.Eventually(t, time.Minute, func() error {
+			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer pcancel()
+			_, err := c.js.Publish(pctx, ev.Subject(), data, jetstream.WithMsgID(ev.ID))
+			return err
+		})
 	}
 	e := testkit.StartFakeEngine(t, testkit.FakeEngineOptions{})
 	p := startPub(t, edgeVars(t, c, "edge_states", e.Host), func(a *app.App) {

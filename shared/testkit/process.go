@@ -2,10 +2,12 @@ package testkit
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -131,15 +133,45 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// FreeAddr returns a loopback host:port that was free a moment ago.
+// freePorts are the ports FreeAddr handed out in this process.
+var freePorts struct {
+	sync.Mutex
+	given map[int]bool
+}
+
+// Free ports are chosen from freeLow to freeHigh-1: below Linux's
+// ephemeral range (32768-60999 by default), where every outgoing
+// connection takes its local port. A port the kernel picked there for a
+// listener of the moment could be taken by any connection before the
+// process meant to listen on it starts ("address already in use": a
+// nats-server of a test cluster died of it in CI).
+const freeLow, freeHigh = 10000, 32768
+
+// FreeAddr returns a loopback host:port that was free a moment ago and
+// that no other call in this process returned.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	freePorts.Lock()
+	defer freePorts.Unlock()
+	if freePorts.given == nil {
+		freePorts.given = map[int]bool{}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	for range 1000 {
+		port := freeLow + rand.IntN(freeHigh-freeLow)
+		if freePorts.given[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		freePorts.given[port] = true
+		return addr
+	}
+	t.Fatalf("no free port in %d-%d after 1000 tries", freeLow, freeHigh-1)
+	return ""
 }
 
 // FreePort returns a loopback port that was free a moment ago.
