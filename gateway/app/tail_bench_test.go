@@ -47,11 +47,11 @@ func BenchmarkDockerEventsUntilOnly(b *testing.B) {
 		}
 		futs = append(futs, f)
 		if len(futs) == 4096 {
-			awaitAll(ctx, b, futs)
+			testkit.AwaitAcks(ctx, b, futs)
 			futs = futs[:0]
 		}
 	}
-	awaitAll(ctx, b, futs)
+	testkit.AwaitAcks(ctx, b, futs)
 	g := startGateway(b, ns.ClientURL(), "BTAIL", nil, app.Options{})
 	cli := sdkFor(b, g, "")
 	until := event.SinceArg(base.Add(time.Hour).UnixNano())
@@ -63,18 +63,6 @@ func BenchmarkDockerEventsUntilOnly(b *testing.B) {
 		}
 		if len(got) != dockerapi.EngineMemory+20 {
 			b.Fatalf("%d events, want %d", len(got), dockerapi.EngineMemory+20)
-		}
-	}
-}
-
-func awaitAll(ctx context.Context, b *testing.B, futs []jetstream.PubAckFuture) {
-	for _, f := range futs {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		case <-ctx.Done():
-			b.Fatal(ctx.Err())
 		}
 	}
 }

@@ -103,17 +103,9 @@ func TestTailStart(t *testing.T) {
 			}
 			futs, evs = append(futs, f), append(evs, ev)
 		}
-		var seqs []uint64
-		for i, f := range futs {
-			select {
-			case ack := <-f.Ok():
-				seqs = append(seqs, ack.Sequence)
-				all = append(all, tailMsg{ack.Sequence, evs[i].Subject(), evs[i]})
-			case err := <-f.Err():
-				t.Fatal(err)
-			case <-ctx.Done():
-				t.Fatal(ctx.Err())
-			}
+		seqs := testkit.AwaitAcks(ctx, t, futs)
+		for i, seq := range seqs {
+			all = append(all, tailMsg{seq, evs[i].Subject(), evs[i]})
 		}
 		return seqs
 	}
@@ -244,15 +236,8 @@ func TestTailStartRandom(t *testing.T) {
 		}
 		futs, evs = append(futs, f), append(evs, ev)
 	}
-	for i, f := range futs {
-		select {
-		case ack := <-f.Ok():
-			all = append(all, tailMsg{ack.Sequence, evs[i].Subject(), evs[i]})
-		case err := <-f.Err():
-			t.Fatal(err)
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		}
+	for i, seq := range testkit.AwaitAcks(ctx, t, futs) {
+		all = append(all, tailMsg{seq, evs[i].Subject(), evs[i]})
 	}
 	slices.SortFunc(all, func(x, y tailMsg) int { return int(x.seq) - int(y.seq) })
 	rp := replay.New(js, "TAILR", nil, 1, testkit.Logger(t), nil)

@@ -250,15 +250,7 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 		}
 		var futures []jetstream.PubAckFuture
 		settle := func() {
-			for _, f := range futures {
-				select {
-				case <-f.Ok():
-				case err := <-f.Err():
-					b.Fatal(err)
-				case <-ctx.Done():
-					b.Fatal(ctx.Err())
-				}
-			}
+			testkit.AwaitAcks(ctx, b, futures)
 			futures = futures[:0]
 		}
 		for i := range n {
@@ -308,13 +300,7 @@ func runSourcing(b *testing.B, leafs, sources int, ph sourcingPhases) {
 		futures = append(futures, f)
 	}
 	pace.Stop()
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			b.Fatal(err)
-		}
-	}
+	testkit.AwaitAcks(context.Background(), b, futures)
 	wg.Wait()
 	direct += len(futures)
 

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"testing"
@@ -117,3 +118,22 @@ func (p *NATSProcess) waitReady() {
 
 // String describes the process.
 func (p *NATSProcess) String() string { return fmt.Sprintf("nats-server :%d", p.Port) }
+
+// AwaitAcks waits for every publish's acknowledgement and returns their
+// stream sequences, in the futures' order; a refused publish or the end
+// of ctx fails the test.
+func AwaitAcks(ctx context.Context, t testing.TB, futs []jetstream.PubAckFuture) []uint64 {
+	t.Helper()
+	seqs := make([]uint64, 0, len(futs))
+	for _, f := range futs {
+		select {
+		case ack := <-f.Ok():
+			seqs = append(seqs, ack.Sequence)
+		case err := <-f.Err():
+			t.Fatalf("publish %s: %v", f.Msg().Subject, err)
+		case <-ctx.Done():
+			t.Fatalf("publish %s: %v", f.Msg().Subject, ctx.Err())
+		}
+	}
+	return seqs
+}
