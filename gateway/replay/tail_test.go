@@ -25,6 +25,29 @@ type tailMsg struct {
 	ev   event.Event
 }
 
+// publishTail publishes the events, asynchronously, and returns them with
+// their sequences.
+func publishTail(ctx context.Context, t *testing.T, js jetstream.JetStream, evs []event.Event) []tailMsg {
+	t.Helper()
+	var futs []jetstream.PubAckFuture
+	for _, ev := range evs {
+		data, err := ev.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := js.PublishAsync(ev.Subject(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, f)
+	}
+	var out []tailMsg
+	for i, seq := range testkit.AwaitAcks(ctx, t, futs) {
+		out = append(out, tailMsg{seq, evs[i].Subject(), evs[i]})
+	}
+	return out
+}
+
 // wantTail is the oracle: per node the client may read, the sequences of
 // its last n engine events at or before until, in stream order.
 func wantTail(msgs []tailMsg, spec replay.TailSpec) map[string][]uint64 {
@@ -89,23 +112,13 @@ func TestTailStart(t *testing.T) {
 	// at(from+i); it returns their sequences.
 	pub := func(n int, node, typ, action string, from int) []uint64 {
 		t.Helper()
-		var futs []jetstream.PubAckFuture
 		var evs []event.Event
 		for i := 0; i < n; i++ {
-			ev := event.New(node, typ, action, "", fmt.Sprintf("%064d", i), map[string]string{"name": "c"}, at(from+i))
-			data, err := ev.Marshal()
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := js.PublishAsync(ev.Subject(), data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			futs, evs = append(futs, f), append(evs, ev)
+			evs = append(evs, event.New(node, typ, action, "", fmt.Sprintf("%064d", i), map[string]string{"name": "c"}, at(from+i)))
 		}
-		seqs := testkit.AwaitAcks(ctx, t, futs)
-		for i, seq := range seqs {
-			all = append(all, tailMsg{seq, evs[i].Subject(), evs[i]})
+		var seqs []uint64
+		for _, m := range publishTail(ctx, t, js, evs) {
+			seqs, all = append(seqs, m.seq), append(all, m)
 		}
 		return seqs
 	}
@@ -202,8 +215,6 @@ func TestTailStartRandom(t *testing.T) {
 	nodes := []string{testkit.Unique("busy"), testkit.Unique("some"), testkit.Unique("rare")}
 	weights := []int{85, 14, 1}
 	base := time.Now().Add(-time.Hour)
-	var all []tailMsg
-	var futs []jetstream.PubAckFuture
 	var evs []event.Event
 	for i := range 3000 {
 		w, k := rnd.IntN(100), 0
@@ -225,20 +236,9 @@ func TestTailStartRandom(t *testing.T) {
 		if rnd.IntN(30) == 0 {
 			at = at.Add(-time.Duration(rnd.IntN(1000)) * time.Second)
 		}
-		ev := event.New(nodes[k], typ, action, "", fmt.Sprintf("%064d", i), map[string]string{"name": "c"}, at)
-		data, err := ev.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := js.PublishAsync(ev.Subject(), data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		futs, evs = append(futs, f), append(evs, ev)
+		evs = append(evs, event.New(nodes[k], typ, action, "", fmt.Sprintf("%064d", i), map[string]string{"name": "c"}, at))
 	}
-	for i, seq := range testkit.AwaitAcks(ctx, t, futs) {
-		all = append(all, tailMsg{seq, evs[i].Subject(), evs[i]})
-	}
+	all := publishTail(ctx, t, js, evs)
 	slices.SortFunc(all, func(x, y tailMsg) int { return int(x.seq) - int(y.seq) })
 	rp := replay.New(js, "TAILR", nil, 1, testkit.Logger(t), nil)
 	for i := range 40 {
